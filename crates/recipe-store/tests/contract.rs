@@ -1,0 +1,864 @@
+//! The storage contract, written once and run against both backends.
+//!
+//! Every test is a generic `async fn(Arc<dyn RecipeStore>)`; the `contract!` macro instantiates
+//! each one in `sqlite::` (a temporary database file) and `dynamodb::` (a fresh, uniquely named
+//! table on the emulator `AWS_ENDPOINT_URL` points at). Without `AWS_ENDPOINT_URL` the DynamoDB
+//! tests fail on purpose: run `scripts/test.sh`, which starts moto through
+//! `scripts/lib/moto_server.py`. Plain `moto_server` serves DynamoDB requests in parallel, and
+//! its transactions are then not atomic (see that file), which breaks the concurrency tests
+//! through no fault of the store.
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+use recipe_diff::{
+    IngredientChange, IngredientChangeKind, MatchedBy, QuantityChange, RatingChange, RecipeDiff,
+    RecipeStats, StepChange, StepChangeKind, WordEdit, WordOp,
+};
+use recipe_model::{Ingredient, Recipe, Step};
+use recipe_store::dynamodb::DynamoStore;
+use recipe_store::sqlite::SqliteStore;
+use recipe_store::{
+    NewMake, RecipeStore, RecordOutcome, StoreError, WriteOptions, make_id_for_key,
+};
+use std::sync::Arc;
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+struct Backend {
+    store: Arc<dyn RecipeStore>,
+    _dir: Option<tempfile::TempDir>,
+    /// DynamoDB client and table to drop after a passing test.
+    table: Option<(aws_sdk_dynamodb::Client, String)>,
+}
+
+impl Backend {
+    async fn finish(self) {
+        if let Some((client, table)) = self.table {
+            // Best effort: the emulator is thrown away after the run anyway.
+            let _ = client.delete_table().table_name(table).send().await;
+        }
+    }
+}
+
+async fn sqlite_backend() -> Backend {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}/store/contract.db", dir.path().display());
+    let store = SqliteStore::open(&url).await.expect("open sqlite store");
+    Backend {
+        store: Arc::new(store),
+        _dir: Some(dir),
+        table: None,
+    }
+}
+
+/// The SDK configuration for the emulator; fails the test when there is none.
+async fn emulator_config() -> SdkConfig {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none_or(|v| v.is_empty()) {
+        panic!(
+            "AWS_ENDPOINT_URL is not set, so the DynamoDB contract tests have nothing to run \
+             against. Run scripts/test.sh (it starts moto), or start \
+             `python scripts/lib/moto_server.py -p 5055 &` (see that file for why not plain \
+             `moto_server`) and set AWS_ENDPOINT_URL=http://127.0.0.1:5055"
+        );
+    }
+    let config = aws_setup::load().await;
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+        config
+    } else {
+        // The emulator accepts any credentials; do not let the chain go looking for real ones.
+        config
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "contract-tests",
+            )))
+            .build()
+    }
+}
+
+fn unique_table() -> String {
+    format!("contract-{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn dynamodb_backend() -> Backend {
+    let config = emulator_config().await;
+    let table = unique_table();
+    let store = DynamoStore::new(&config, &table).expect("valid table name");
+    store.create_table().await.expect("create table");
+    Backend {
+        store: Arc::new(store),
+        _dir: None,
+        table: Some((aws_sdk_dynamodb::Client::new(&config), table)),
+    }
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let backend = super::sqlite_backend().await;
+                    super::$name(backend.store.clone()).await;
+                    backend.finish().await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let backend = super::dynamodb_backend().await;
+                    super::$name(backend.store.clone()).await;
+                    backend.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    create_then_get_returns_version_one,
+    update_writes_a_new_version_and_keeps_old_ones,
+    update_with_equal_content_writes_nothing,
+    stale_expected_version_conflicts,
+    update_of_missing_recipe_needs_allow_missing,
+    create_of_existing_id_already_exists,
+    recipe_write_replay_returns_the_first_result,
+    recipe_write_key_reuse_with_other_content_conflicts,
+    list_recipes_pages_through_every_recipe_in_order,
+    record_make_updates_stats,
+    same_key_again_is_a_duplicate_and_stats_are_unchanged,
+    same_key_with_other_content_conflicts,
+    concurrent_duplicates_record_once,
+    concurrent_distinct_makes_are_all_counted,
+    make_of_unknown_recipe_is_not_found,
+    make_id_must_come_from_the_key,
+    get_make_returns_the_stored_make,
+    list_makes_is_newest_first_and_paged,
+    bad_page_tokens_are_refused,
+    stats_of_unknown_recipe_or_without_makes,
+    ping_answers,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+fn recipe(id: &str, name: &str) -> Recipe {
+    Recipe {
+        recipe_id: id.to_string(),
+        recipe_name: name.to_string(),
+        rating: Some(4.0),
+        ingredients: vec![
+            ingredient("1", 1.0, "cup", "flour"),
+            ingredient("2", 2.0, "", "eggs"),
+        ],
+        steps: vec![
+            step("1", "Mix the flour and eggs."),
+            step("2", "Fry in butter."),
+        ],
+    }
+}
+
+fn ingredient(id: &str, quantity: f64, measurement: &str, name: &str) -> Ingredient {
+    Ingredient {
+        ingredient_id: id.to_string(),
+        quantity,
+        measurement: measurement.to_string(),
+        ingredient_name: name.to_string(),
+    }
+}
+
+fn step(id: &str, text: &str) -> Step {
+    Step {
+        step_id: id.to_string(),
+        step_text: text.to_string(),
+    }
+}
+
+fn opts(key: Option<&str>, now_ms: i64) -> WriteOptions {
+    WriteOptions {
+        idempotency_key: key.map(str::to_string),
+        now_ms,
+    }
+}
+
+/// A diff with one substituted-and-doubled ingredient, one modified step and a new rating, so
+/// that every fold into the statistics is visible.
+fn diff() -> RecipeDiff {
+    RecipeDiff {
+        name: None,
+        rating: Some(RatingChange {
+            from: Some(4.0),
+            to: Some(5.0),
+        }),
+        scaling: None,
+        ingredients: vec![IngredientChange {
+            kind: IngredientChangeKind::Modified,
+            original: Some(ingredient("1", 1.0, "cup", "flour")),
+            made: Some(ingredient("1", 2.0, "cup", "spelt flour")),
+            matched_by: Some(MatchedBy::Id),
+            substituted: true,
+            quantity: QuantityChange::Changed {
+                expected: 1.0,
+                actual: 2.0,
+                unit: "cup".into(),
+                ratio: 2.0,
+            },
+        }],
+        steps: vec![StepChange {
+            kind: StepChangeKind::Modified,
+            original_index: Some(1),
+            made_index: Some(1),
+            original: Some(step("2", "Fry in butter.")),
+            made: Some(step("2", "Fry in oil.")),
+            text_changed: true,
+            words: vec![
+                WordEdit {
+                    op: WordOp::Equal,
+                    text: "Fry in ".into(),
+                },
+                WordEdit {
+                    op: WordOp::Delete,
+                    text: "butter.".into(),
+                },
+                WordEdit {
+                    op: WordOp::Insert,
+                    text: "oil.".into(),
+                },
+            ],
+            similarity: 0.5,
+        }],
+        summary: "flour substituted by spelt flour, x2; step 2 modified".into(),
+        similarity: 0.8,
+    }
+}
+
+fn make_doc(recipe_id: &str, oil: &str) -> Recipe {
+    let mut made = recipe(recipe_id, "Pancakes");
+    made.rating = Some(5.0);
+    made.ingredients[0] = ingredient("1", 2.0, "cup", "spelt flour");
+    made.steps[1] = step("2", &format!("Fry in {oil}."));
+    made
+}
+
+fn new_make(recipe_id: &str, key: &str, recorded_at_ms: i64) -> NewMake {
+    NewMake {
+        make_id: make_id_for_key(key),
+        idempotency_key: key.to_string(),
+        recipe_id: recipe_id.to_string(),
+        recipe_version: 1,
+        make: make_doc(recipe_id, "oil"),
+        diff: diff(),
+        recorded_at_ms,
+        source: if recorded_at_ms % 2 == 0 {
+            format!("s3://makes/{key}.json")
+        } else {
+            String::new()
+        },
+    }
+}
+
+async fn seed(store: &Arc<dyn RecipeStore>, id: &str) {
+    store
+        .create_recipe(recipe(id, "Pancakes"), opts(None, 1_000))
+        .await
+        .expect("create recipe");
+}
+
+fn assert_stats_of(stats: &RecipeStats, makes: u64) {
+    assert_eq!(stats.makes, makes, "makes");
+    assert_eq!(stats.rated_makes, makes, "rated makes");
+    assert_eq!(stats.rating_sum, 5.0 * makes as f64, "rating sum");
+    let flour = stats.ingredients.get("1").expect("flour tracked");
+    assert_eq!(flour.substituted, makes);
+    assert_eq!(flour.quantity_changed, makes);
+    assert_eq!(flour.quantity_ratio_sum, 2.0 * makes as f64);
+    assert_eq!(flour.substitutes.get("spelt flour"), Some(&makes));
+    assert_eq!(stats.steps.get("2").map(|s| s.modified), Some(makes));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recipes
+
+async fn create_then_get_returns_version_one(store: Arc<dyn RecipeStore>) {
+    let r = recipe("r1", "Pancakes");
+    let w = store
+        .create_recipe(r.clone(), opts(None, 1_000))
+        .await
+        .unwrap();
+    assert!(w.written);
+    assert_eq!(w.stored.version, 1);
+    assert_eq!(w.stored.created_at_ms, 1_000);
+    assert_eq!(w.stored.recipe, r);
+
+    assert_eq!(store.get_recipe("r1", None).await.unwrap(), w.stored);
+    assert_eq!(store.get_recipe("r1", Some(1)).await.unwrap(), w.stored);
+    assert!(matches!(
+        store.get_recipe("r1", Some(2)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.get_recipe("nope", None).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn update_writes_a_new_version_and_keeps_old_ones(store: Arc<dyn RecipeStore>) {
+    let v1 = recipe("r1", "Pancakes");
+    store
+        .create_recipe(v1.clone(), opts(None, 1_000))
+        .await
+        .unwrap();
+    let mut v2 = v1.clone();
+    v2.recipe_name = "Fluffy pancakes".into();
+    v2.steps.push(step("3", "Serve."));
+
+    let w = store
+        .update_recipe(v2.clone(), None, false, opts(None, 2_000))
+        .await
+        .unwrap();
+    assert!(w.written);
+    assert_eq!(w.stored.version, 2);
+    assert_eq!(w.stored.created_at_ms, 2_000);
+
+    let latest = store.get_recipe("r1", None).await.unwrap();
+    assert_eq!((latest.version, &latest.recipe), (2, &v2));
+    let old = store.get_recipe("r1", Some(1)).await.unwrap();
+    assert_eq!(
+        (old.version, &old.recipe, old.created_at_ms),
+        (1, &v1, 1_000)
+    );
+
+    let listed = store.list_recipes(10, None).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    let summary = &listed.items[0];
+    assert_eq!(summary.recipe_name, "Fluffy pancakes");
+    assert_eq!(summary.latest_version, 2);
+    assert_eq!(summary.updated_at_ms, 2_000);
+}
+
+async fn update_with_equal_content_writes_nothing(store: Arc<dyn RecipeStore>) {
+    let r = recipe("r1", "Pancakes");
+    store
+        .create_recipe(r.clone(), opts(None, 1_000))
+        .await
+        .unwrap();
+    let w = store
+        .update_recipe(r.clone(), Some(1), false, opts(None, 5_000))
+        .await
+        .unwrap();
+    assert!(!w.written);
+    assert_eq!(w.stored.version, 1);
+    assert_eq!(w.stored.created_at_ms, 1_000);
+    assert_eq!(w.stored.recipe, r);
+    assert!(matches!(
+        store.get_recipe("r1", Some(2)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let listed = store.list_recipes(10, None).await.unwrap();
+    assert_eq!(listed.items[0].latest_version, 1);
+    assert_eq!(listed.items[0].updated_at_ms, 1_000);
+}
+
+async fn stale_expected_version_conflicts(store: Arc<dyn RecipeStore>) {
+    let r = recipe("r1", "Pancakes");
+    store
+        .create_recipe(r.clone(), opts(None, 1_000))
+        .await
+        .unwrap();
+    let mut changed = r.clone();
+    changed.rating = Some(3.0);
+    assert!(matches!(
+        store
+            .update_recipe(changed.clone(), Some(5), false, opts(None, 2_000))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let w = store
+        .update_recipe(changed.clone(), Some(1), false, opts(None, 2_000))
+        .await
+        .unwrap();
+    assert_eq!((w.written, w.stored.version), (true, 2));
+    changed.rating = Some(2.0);
+    assert!(matches!(
+        store
+            .update_recipe(changed, Some(1), false, opts(None, 3_000))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_recipe("r1", None).await.unwrap().version, 2);
+}
+
+async fn update_of_missing_recipe_needs_allow_missing(store: Arc<dyn RecipeStore>) {
+    let r = recipe("r9", "Waffles");
+    assert!(matches!(
+        store
+            .update_recipe(r.clone(), None, false, opts(None, 1_000))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.get_recipe("r9", None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let w = store
+        .update_recipe(r.clone(), None, true, opts(None, 1_000))
+        .await
+        .unwrap();
+    assert_eq!((w.written, w.stored.version), (true, 1));
+    assert_eq!(store.get_recipe("r9", None).await.unwrap().recipe, r);
+}
+
+async fn create_of_existing_id_already_exists(store: Arc<dyn RecipeStore>) {
+    store
+        .create_recipe(recipe("r1", "Pancakes"), opts(None, 1_000))
+        .await
+        .unwrap();
+    for key in [None, Some("another-key")] {
+        let err = store
+            .create_recipe(recipe("r1", "Crepes"), opts(key, 2_000))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
+    }
+    assert_eq!(
+        store
+            .get_recipe("r1", None)
+            .await
+            .unwrap()
+            .recipe
+            .recipe_name,
+        "Pancakes"
+    );
+}
+
+async fn recipe_write_replay_returns_the_first_result(store: Arc<dyn RecipeStore>) {
+    let v1 = recipe("r1", "Pancakes");
+    let first = store
+        .create_recipe(v1.clone(), opts(Some("create-1"), 1_000))
+        .await
+        .unwrap();
+    assert!(first.written);
+    let again = store
+        .create_recipe(v1.clone(), opts(Some("create-1"), 9_000))
+        .await
+        .unwrap();
+    assert!(!again.written);
+    assert_eq!(again.stored, first.stored);
+
+    let mut v2 = v1.clone();
+    v2.recipe_name = "Pancakes II".into();
+    let upd = store
+        .update_recipe(v2.clone(), Some(1), false, opts(Some("update-2"), 2_000))
+        .await
+        .unwrap();
+    assert_eq!((upd.written, upd.stored.version), (true, 2));
+    let mut v3 = v2.clone();
+    v3.recipe_name = "Pancakes III".into();
+    store
+        .update_recipe(v3.clone(), Some(2), false, opts(Some("update-3"), 3_000))
+        .await
+        .unwrap();
+
+    // The replay of the v2 update returns v2 even though v3 is latest now (and its expected
+    // version is stale), and writes nothing.
+    let replay = store
+        .update_recipe(v2.clone(), Some(1), false, opts(Some("update-2"), 4_000))
+        .await
+        .unwrap();
+    assert!(!replay.written);
+    assert_eq!(replay.stored, upd.stored);
+    let latest = store.get_recipe("r1", None).await.unwrap();
+    assert_eq!((latest.version, &latest.recipe), (3, &v3));
+}
+
+async fn recipe_write_key_reuse_with_other_content_conflicts(store: Arc<dyn RecipeStore>) {
+    store
+        .create_recipe(recipe("r1", "Pancakes"), opts(Some("k"), 1_000))
+        .await
+        .unwrap();
+    let err = store
+        .create_recipe(recipe("r2", "Waffles"), opts(Some("k"), 2_000))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(matches!(
+        store.get_recipe("r2", None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let mut changed = recipe("r1", "Pancakes");
+    changed.rating = Some(1.0);
+    let err = store
+        .update_recipe(changed, None, false, opts(Some("k"), 3_000))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.get_recipe("r1", None).await.unwrap().version, 1);
+}
+
+async fn list_recipes_pages_through_every_recipe_in_order(store: Arc<dyn RecipeStore>) {
+    let ids = ["r-c", "r-a", "r-e", "r-b", "r-d"];
+    for id in ids {
+        seed(&store, id).await;
+    }
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.list_recipes(2, token.as_deref()).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 2, "page too large: {:?}", page.items);
+        seen.extend(page.items.iter().map(|s| s.recipe_id.clone()));
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+        assert!(pages < 10, "paging does not end");
+    }
+    assert_eq!(seen, ["r-a", "r-b", "r-c", "r-d", "r-e"]);
+    assert_eq!(pages, 3);
+
+    let all = store.list_recipes(0, None).await.unwrap();
+    assert_eq!(all.items.len(), 5);
+    assert_eq!(all.next_page_token, None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Makes and statistics
+
+async fn record_make_updates_stats(store: Arc<dyn RecipeStore>) {
+    seed(&store, "r1").await;
+    let make = new_make("r1", "make-1", 10_000);
+    let outcome = store.record_make(make.clone()).await.unwrap();
+    assert_eq!(outcome, RecordOutcome::Recorded(make.clone()));
+    assert_stats_of(&store.get_stats("r1").await.unwrap(), 1);
+
+    store
+        .record_make(new_make("r1", "make-2", 10_001))
+        .await
+        .unwrap();
+    assert_stats_of(&store.get_stats("r1").await.unwrap(), 2);
+}
+
+async fn same_key_again_is_a_duplicate_and_stats_are_unchanged(store: Arc<dyn RecipeStore>) {
+    seed(&store, "r1").await;
+    let first = new_make("r1", "make-1", 10_000);
+    store.record_make(first.clone()).await.unwrap();
+    // A retry later: same key and document, new timestamp and source.
+    let mut retry = first.clone();
+    retry.recorded_at_ms = 20_000;
+    retry.source = "retry".into();
+    let outcome = store.record_make(retry).await.unwrap();
+    assert_eq!(outcome, RecordOutcome::Duplicate(first.clone()));
+    assert_stats_of(&store.get_stats("r1").await.unwrap(), 1);
+    let listed = store.list_makes("r1", 10, None).await.unwrap();
+    assert_eq!(listed.items, vec![first]);
+}
+
+async fn same_key_with_other_content_conflicts(store: Arc<dyn RecipeStore>) {
+    seed(&store, "r1").await;
+    seed(&store, "r2").await;
+    let first = new_make("r1", "make-1", 10_000);
+    store.record_make(first.clone()).await.unwrap();
+
+    let mut other_doc = first.clone();
+    other_doc.make = make_doc("r1", "ghee");
+    let err = store.record_make(other_doc).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    let mut other_recipe = first.clone();
+    other_recipe.recipe_id = "r2".into();
+    let err = store.record_make(other_recipe).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    assert_stats_of(&store.get_stats("r1").await.unwrap(), 1);
+    assert_eq!(store.get_stats("r2").await.unwrap(), RecipeStats::default());
+    assert_eq!(store.get_make(&first.make_id).await.unwrap(), first);
+}
+
+async fn concurrent_duplicates_record_once(store: Arc<dyn RecipeStore>) {
+    seed(&store, "r1").await;
+    let make = new_make("r1", "the-one-key", 10_000);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let make = make.clone();
+            tokio::spawn(async move { store.record_make(make).await })
+        })
+        .collect();
+    let mut recorded = 0;
+    let mut duplicates = 0;
+    for outcome in futures::future::join_all(tasks).await {
+        match outcome.expect("task").expect("record_make") {
+            RecordOutcome::Recorded(m) => {
+                assert_eq!(m, make);
+                recorded += 1;
+            }
+            RecordOutcome::Duplicate(m) => {
+                assert_eq!(m, make);
+                duplicates += 1;
+            }
+        }
+    }
+    assert_eq!((recorded, duplicates), (1, 19));
+    assert_stats_of(&store.get_stats("r1").await.unwrap(), 1);
+    assert_eq!(
+        store.list_makes("r1", 100, None).await.unwrap().items.len(),
+        1
+    );
+}
+
+async fn concurrent_distinct_makes_are_all_counted(store: Arc<dyn RecipeStore>) {
+    seed(&store, "r1").await;
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let make = new_make("r1", &format!("make-{i}"), 10_000 + i);
+            tokio::spawn(async move { store.record_make(make).await })
+        })
+        .collect();
+    for outcome in futures::future::join_all(tasks).await {
+        let outcome = outcome.expect("task").expect("record_make");
+        assert!(matches!(outcome, RecordOutcome::Recorded(_)), "{outcome:?}");
+    }
+    assert_stats_of(&store.get_stats("r1").await.unwrap(), 30);
+    let listed = store.list_makes("r1", 100, None).await.unwrap();
+    assert_eq!(listed.items.len(), 30);
+}
+
+async fn make_of_unknown_recipe_is_not_found(store: Arc<dyn RecipeStore>) {
+    let make = new_make("ghost", "make-1", 10_000);
+    let err = store.record_make(make.clone()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert!(matches!(
+        store.get_make(&make.make_id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Nothing was left behind: once the recipe exists, the same key records normally.
+    seed(&store, "ghost").await;
+    let outcome = store.record_make(make).await.unwrap();
+    assert!(matches!(outcome, RecordOutcome::Recorded(_)));
+}
+
+async fn make_id_must_come_from_the_key(store: Arc<dyn RecipeStore>) {
+    seed(&store, "r1").await;
+    let mut make = new_make("r1", "make-1", 10_000);
+    make.make_id = "mk_made_up".into();
+    assert!(store.record_make(make).await.is_err());
+    assert_eq!(store.get_stats("r1").await.unwrap().makes, 0);
+}
+
+async fn get_make_returns_the_stored_make(store: Arc<dyn RecipeStore>) {
+    seed(&store, "r1").await;
+    let even = new_make("r1", "make-even", 10_000);
+    let odd = new_make("r1", "make-odd", 10_001);
+    store.record_make(even.clone()).await.unwrap();
+    store.record_make(odd.clone()).await.unwrap();
+    assert_eq!(store.get_make(&even.make_id).await.unwrap(), even);
+    assert_eq!(store.get_make(&odd.make_id).await.unwrap(), odd);
+    assert!(odd.source.is_empty());
+    assert!(matches!(
+        store.get_make(&make_id_for_key("never")).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn list_makes_is_newest_first_and_paged(store: Arc<dyn RecipeStore>) {
+    seed(&store, "r1").await;
+    seed(&store, "r2").await;
+    let mut makes = Vec::new();
+    for (i, at) in [300, 100, 300, 200, 50].into_iter().enumerate() {
+        let make = new_make("r1", &format!("make-{i}"), at);
+        store.record_make(make.clone()).await.unwrap();
+        makes.push(make);
+    }
+    store
+        .record_make(new_make("r2", "other-recipe", 1_000))
+        .await
+        .unwrap();
+    makes.sort_by(|a, b| (b.recorded_at_ms, &b.make_id).cmp(&(a.recorded_at_ms, &a.make_id)));
+
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.list_makes("r1", 2, token.as_deref()).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items);
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+        assert!(pages < 10, "paging does not end");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, makes);
+
+    assert!(matches!(
+        store.list_makes("ghost", 2, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    seed(&store, "r3").await;
+    let empty = store.list_makes("r3", 2, None).await.unwrap();
+    assert!(empty.items.is_empty());
+    assert_eq!(empty.next_page_token, None);
+}
+
+async fn bad_page_tokens_are_refused(store: Arc<dyn RecipeStore>) {
+    for id in ["a", "b", "c"] {
+        seed(&store, id).await;
+    }
+    for i in 0..3 {
+        store
+            .record_make(new_make("a", &format!("a-{i}"), 100 + i))
+            .await
+            .unwrap();
+        store
+            .record_make(new_make("b", &format!("b-{i}"), 100 + i))
+            .await
+            .unwrap();
+    }
+    let recipes_token = store
+        .list_recipes(1, None)
+        .await
+        .unwrap()
+        .next_page_token
+        .expect("more recipes");
+    let makes_token = store
+        .list_makes("a", 1, None)
+        .await
+        .unwrap()
+        .next_page_token
+        .expect("more makes");
+    // Both tokens work where they belong.
+    assert_eq!(
+        store
+            .list_recipes(1, Some(&recipes_token))
+            .await
+            .unwrap()
+            .items[0]
+            .recipe_id,
+        "b"
+    );
+    assert_eq!(
+        store
+            .list_makes("a", 1, Some(&makes_token))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+
+    let is_invalid = |r: Result<(), StoreError>| matches!(r, Err(StoreError::InvalidPageToken(_)));
+    for garbage in ["not a token!", "e30", "eyJrIjoieCJ9", "%%%%"] {
+        assert!(
+            is_invalid(store.list_recipes(1, Some(garbage)).await.map(|_| ())),
+            "{garbage:?} accepted by list_recipes"
+        );
+        assert!(
+            is_invalid(store.list_makes("a", 1, Some(garbage)).await.map(|_| ())),
+            "{garbage:?} accepted by list_makes"
+        );
+    }
+    assert!(is_invalid(
+        store
+            .list_makes("a", 1, Some(&recipes_token))
+            .await
+            .map(|_| ())
+    ));
+    assert!(is_invalid(
+        store.list_recipes(1, Some(&makes_token)).await.map(|_| ())
+    ));
+    assert!(is_invalid(
+        store
+            .list_makes("b", 1, Some(&makes_token))
+            .await
+            .map(|_| ())
+    ));
+}
+
+async fn stats_of_unknown_recipe_or_without_makes(store: Arc<dyn RecipeStore>) {
+    assert!(matches!(
+        store.get_stats("ghost").await,
+        Err(StoreError::NotFound(_))
+    ));
+    seed(&store, "r1").await;
+    assert_eq!(store.get_stats("r1").await.unwrap(), RecipeStats::default());
+}
+
+async fn ping_answers(store: Arc<dyn RecipeStore>) {
+    store.ping().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend-specific behaviour
+
+mod dynamodb_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_table_is_not_ready() {
+        let config = emulator_config().await;
+        let table = unique_table();
+        let store = DynamoStore::new(&config, &table).unwrap();
+        let expect_not_ready = |r: Result<(), StoreError>| match r {
+            Err(StoreError::NotReady(msg)) => {
+                assert!(msg.contains(&table), "{msg}");
+                assert!(msg.contains("comparison migrate"), "{msg}");
+            }
+            other => panic!("expected NotReady, got {other:?}"),
+        };
+        expect_not_ready(store.ping().await);
+        expect_not_ready(store.get_recipe("r1", None).await.map(|_| ()));
+        expect_not_ready(store.list_recipes(10, None).await.map(|_| ()));
+        expect_not_ready(
+            store
+                .create_recipe(recipe("r1", "Pancakes"), opts(None, 1))
+                .await
+                .map(|_| ()),
+        );
+        expect_not_ready(store.record_make(new_make("r1", "k", 1)).await.map(|_| ()));
+    }
+
+    #[tokio::test]
+    async fn create_table_is_idempotent() {
+        let config = emulator_config().await;
+        let table = unique_table();
+        let store = DynamoStore::new(&config, &table).unwrap();
+        store.create_table().await.unwrap();
+        store.create_table().await.unwrap();
+        store.ping().await.unwrap();
+        let _ = aws_sdk_dynamodb::Client::new(&config)
+            .delete_table()
+            .table_name(table)
+            .send()
+            .await;
+    }
+
+    #[tokio::test]
+    async fn documents_over_the_item_limit_are_refused_clearly() {
+        let backend = dynamodb_backend().await;
+        let store = &backend.store;
+        let mut big = recipe("big", "Big");
+        big.steps = (0..120)
+            .map(|i| step(&i.to_string(), &"knead ".repeat(600)))
+            .collect();
+        let err = store.create_recipe(big, opts(None, 1)).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Internal(msg) if msg.contains("item limit")),
+            "{err:?}"
+        );
+        assert!(matches!(
+            store.get_recipe("big", None).await,
+            Err(StoreError::NotFound(_))
+        ));
+        backend.finish().await;
+    }
+}
