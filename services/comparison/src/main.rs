@@ -1,0 +1,25 @@
+//! Entry point: parse the command line, set up logging, then serve or migrate.
+
+use clap::Parser;
+use comparison::config::{Cli, Command};
+use comparison::startup::{Application, shutdown_signal};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(telemetry::LogFormat::from_env());
+    match cli.command {
+        Some(Command::Migrate(store)) => {
+            recipe_store::migrate(&store.url).await?;
+            println!("store {} is ready", store.url);
+            Ok(())
+        }
+        Some(Command::Serve(settings)) => serve(settings).await,
+        None => serve(cli.serve).await,
+    }
+}
+
+async fn serve(settings: comparison::config::ServeSettings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    app.run_until(shutdown_signal()).await
+}

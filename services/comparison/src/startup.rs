@@ -1,0 +1,151 @@
+//! Builds and runs the gRPC server: the API behind its limits, the standard health service
+//! (driven by a periodic store ping) and reflection in both versions grpcurl may ask for.
+
+use crate::api::ComparisonApi;
+use crate::config::ServeSettings;
+use anyhow::Context;
+use recipe_proto::recipe::v1::comparison_service_server::ComparisonServiceServer;
+use recipe_store::RecipeStore;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// The service name the health service reports for the API.
+pub const SERVICE_NAME: &str = "recipe.v1.ComparisonService";
+
+/// A bound, not yet running, comparison server.
+pub struct Application {
+    listener: TcpListener,
+    store: Arc<dyn RecipeStore>,
+    settings: ServeSettings,
+}
+
+impl Application {
+    /// Opens the store (failing fast if it is not ready) and binds the listener.
+    pub async fn build(settings: ServeSettings) -> anyhow::Result<Self> {
+        let store = recipe_store::open(&settings.store.url)
+            .await
+            .with_context(|| format!("opening store {}", settings.store.url))?;
+        store
+            .ping()
+            .await
+            .with_context(|| format!("store {} does not answer", settings.store.url))?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        Ok(Self {
+            listener,
+            store,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let watchdog = tokio::spawn(watch_store(
+            reporter,
+            self.store.clone(),
+            self.settings.health_interval,
+        ));
+
+        // Each version lists the other too, so that grpcurl 1.8 (which only asks v1alpha) shows
+        // every service the server really offers.
+        let reflection_v1 = reflection(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building reflection v1")?;
+        let reflection_v1alpha = reflection(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("building reflection v1alpha")?;
+
+        let api = ComparisonServiceServer::new(ComparisonApi::new(self.store))
+            .max_decoding_message_size(self.settings.max_message_bytes);
+
+        tracing::info!(addr = %self.listener.local_addr()?, store = %self.settings.store.url, "comparison service listening");
+        let result = Server::builder()
+            .timeout(self.settings.request_timeout)
+            .concurrency_limit_per_connection(self.settings.concurrency_per_connection)
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .tcp_nodelay(true)
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(api)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await
+            .context("gRPC server failed");
+        watchdog.abort();
+        tracing::info!("comparison service stopped");
+        result
+    }
+}
+
+/// Reflection over the API, health, the google.rpc error details (so clients decode them) and
+/// `also`; the builder adds its own reflection version.
+fn reflection(also: &'static [u8]) -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(recipe_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(also)
+}
+
+/// Reports SERVING while the store answers and NOT_SERVING while it does not, so readiness
+/// probes take a replica with a broken store out of rotation.
+async fn watch_store(
+    reporter: HealthReporter,
+    store: Arc<dyn RecipeStore>,
+    interval: std::time::Duration,
+) {
+    let mut last = None;
+    loop {
+        let status = match store.ping().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(e) => {
+                tracing::warn!(error = %e, "store ping failed; reporting NOT_SERVING");
+                ServingStatus::NotServing
+            }
+        };
+        if last != Some(status) {
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status(SERVICE_NAME, status).await;
+            last = Some(status);
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
