@@ -160,6 +160,47 @@ impl RecipeStats {
         }
     }
 
+    /// Adds another aggregate (e.g. one shard of a store's statistics) into this one. Counts
+    /// add up exactly; the key bounds apply to each part, not to the merged result, which only
+    /// exists in memory for a reply.
+    pub fn merge(&mut self, other: &RecipeStats) {
+        self.makes += other.makes;
+        self.scaled_makes += other.scaled_makes;
+        self.scale_factor_sum += other.scale_factor_sum;
+        self.rated_makes += other.rated_makes;
+        self.rating_sum += other.rating_sum;
+        self.steps_inserted += other.steps_inserted;
+        self.untracked_changes += other.untracked_changes;
+        for (key, theirs) in &other.ingredients {
+            let ours = self
+                .ingredients
+                .entry(key.clone())
+                .or_insert_with(|| IngredientStats {
+                    name: theirs.name.clone(),
+                    ..IngredientStats::default()
+                });
+            ours.added += theirs.added;
+            ours.removed += theirs.removed;
+            ours.substituted += theirs.substituted;
+            ours.quantity_changed += theirs.quantity_changed;
+            ours.unit_changed += theirs.unit_changed;
+            ours.quantity_ratio_sum += theirs.quantity_ratio_sum;
+            ours.quantity_ratio_samples += theirs.quantity_ratio_samples;
+            for (name, count) in &theirs.substitutes {
+                *ours.substitutes.entry(name.clone()).or_default() += count;
+            }
+        }
+        for (key, theirs) in &other.steps {
+            let ours = self.steps.entry(key.clone()).or_insert_with(|| StepStats {
+                text: theirs.text.clone(),
+                ..StepStats::default()
+            });
+            ours.modified += theirs.modified;
+            ours.moved += theirs.moved;
+            ours.deleted += theirs.deleted;
+        }
+    }
+
     fn ingredient_entry(&mut self, key: String, name: String) -> Option<&mut IngredientStats> {
         if !self.ingredients.contains_key(&key) && self.ingredients.len() >= MAX_TRACKED_KEYS {
             self.untracked_changes += 1;
@@ -354,5 +395,35 @@ mod tests {
             size < 350 * 1024,
             "worst-case stats document is {size} bytes"
         );
+    }
+
+    #[test]
+    fn merged_parts_equal_one_aggregate_of_every_make() {
+        let original = recipe();
+        let mut a = original.clone();
+        a.ingredients[1].ingredient_name = "margarine".into();
+        a.steps.swap(0, 1);
+        let mut b = original.clone();
+        b.ingredients[0].quantity = 200.0;
+        b.rating = Some(2.0);
+        let mut c = original.clone();
+        c.ingredients[1].ingredient_name = "lard".into();
+        c.steps[2].step_text = "Bake for 30 minutes.".into();
+        let makes = [a, b, c];
+
+        let mut whole = RecipeStats::default();
+        for m in &makes {
+            whole.apply(m, &diff(&original, m));
+        }
+        let mut first = RecipeStats::default();
+        first.apply(&makes[0], &diff(&original, &makes[0]));
+        first.apply(&makes[1], &diff(&original, &makes[1]));
+        let mut second = RecipeStats::default();
+        second.apply(&makes[2], &diff(&original, &makes[2]));
+        let mut merged = RecipeStats::default();
+        merged.merge(&first);
+        merged.merge(&second);
+        assert_eq!(merged, whole);
+        assert_eq!(merged.ingredients["2"].substituted, 2);
     }
 }

@@ -30,6 +30,7 @@ use aws_sdk_dynamodb::types::{
 };
 use recipe_diff::RecipeStats;
 use recipe_model::Recipe;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
@@ -47,7 +48,10 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 16;
 const CREATE_TIMEOUT: Duration = Duration::from_secs(300);
 
 const HEAD_SK: &str = "HEAD";
-const STATS_SK: &str = "STATS";
+/// The statistics of a recipe are split over this many items (`STATS#00`..`STATS#15`), each
+/// make updating the one its id hashes to, so concurrent makes of one recipe rarely race for the
+/// same item; `get_stats` reads them all in one batch and merges them.
+const STATS_SHARDS: u8 = 16;
 const MAKE_POINTER_SK: &str = "MAKE";
 const WRITE_KEY_SK: &str = "RWRITE";
 const RECIPES_GSI_PK: &str = "RECIPES";
@@ -74,6 +78,15 @@ fn version_sk(version: u32) -> String {
 
 fn make_sk(recorded_at_ms: i64, make_id: &str) -> String {
     format!("MAKE#{recorded_at_ms:020}#{make_id}")
+}
+
+fn stats_sk(shard: u8) -> String {
+    format!("STATS#{shard:02}")
+}
+
+/// The statistics shard a make updates: stable per make, spread evenly over makes.
+fn stats_shard(make_id: &str) -> u8 {
+    Sha256::digest(make_id.as_bytes())[0] % STATS_SHARDS
 }
 
 fn make_pointer_pk(make_id: &str) -> String {
@@ -938,6 +951,7 @@ impl RecipeStore for DynamoStore {
         let (make_item, pointer_item) = self.make_items(&make, &fingerprint)?;
         let pk = recipe_pk(&make.recipe_id);
         let pointer_key = (make_pointer_pk(&make.make_id), MAKE_POINTER_SK.to_string());
+        let shard_sk = stats_sk(stats_shard(&make.make_id));
         for attempt in 0..self.max_attempts {
             let mut found = self
                 .batch_get(
@@ -945,7 +959,7 @@ impl RecipeStore for DynamoStore {
                     vec![
                         key(pointer_key.0.clone(), MAKE_POINTER_SK),
                         key(pk.clone(), HEAD_SK),
-                        key(pk.clone(), STATS_SK),
+                        key(pk.clone(), &shard_sk),
                     ],
                 )
                 .await?;
@@ -955,7 +969,7 @@ impl RecipeStore for DynamoStore {
             if !found.contains_key(&(pk.clone(), HEAD_SK.to_string())) {
                 return Err(StoreError::NotFound(format!("recipe {}", make.recipe_id)));
             }
-            let (mut stats, rev) = match found.remove(&(pk.clone(), STATS_SK.to_string())) {
+            let (mut stats, rev) = match found.remove(&(pk.clone(), shard_sk.clone())) {
                 Some(item) => {
                     let what = format!("statistics of recipe {}", make.recipe_id);
                     let stats: RecipeStats = from_json(&what, get_s(&item, "stats", &what)?)?;
@@ -964,7 +978,7 @@ impl RecipeStore for DynamoStore {
                 None => (RecipeStats::default(), None),
             };
             stats.apply(&make.make, &make.diff);
-            let mut stats_item = key(pk.clone(), STATS_SK);
+            let mut stats_item = key(pk.clone(), &shard_sk);
             stats_item.extend([
                 ("stats".to_string(), s(to_json("statistics", &stats)?)),
                 ("rev".to_string(), n(rev.map_or(1, |r| r + 1))),
@@ -1084,22 +1098,22 @@ impl RecipeStore for DynamoStore {
 
     async fn get_stats(&self, recipe_id: &str) -> Result<RecipeStats> {
         let pk = recipe_pk(recipe_id);
-        let mut found = self
-            .batch_get(
-                "BatchGetItem stats",
-                vec![key(pk.clone(), HEAD_SK), key(pk.clone(), STATS_SK)],
-            )
-            .await?;
-        if !found.contains_key(&(pk.clone(), HEAD_SK.to_string())) {
+        let keys = std::iter::once(key(pk.clone(), HEAD_SK))
+            .chain((0..STATS_SHARDS).map(|shard| key(pk.clone(), &stats_sk(shard))))
+            .collect();
+        let mut found = self.batch_get("BatchGetItem stats", keys).await?;
+        if found.remove(&(pk.clone(), HEAD_SK.to_string())).is_none() {
             return Err(StoreError::NotFound(format!("recipe {recipe_id}")));
         }
-        match found.remove(&(pk, STATS_SK.to_string())) {
-            Some(item) => {
-                let what = format!("statistics of recipe {recipe_id}");
-                from_json(&what, get_s(&item, "stats", &what)?)
+        let what = format!("statistics of recipe {recipe_id}");
+        let mut stats = RecipeStats::default();
+        for shard in (0..STATS_SHARDS).map(stats_sk) {
+            if let Some(item) = found.remove(&(pk.clone(), shard)) {
+                let part: RecipeStats = from_json(&what, get_s(&item, "stats", &what)?)?;
+                stats.merge(&part);
             }
-            None => Ok(RecipeStats::default()),
         }
+        Ok(stats)
     }
 
     async fn ping(&self) -> Result<()> {
