@@ -10,8 +10,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -71,22 +71,29 @@ impl Application {
             .max_decoding_message_size(self.settings.max_message_bytes);
 
         tracing::info!(addr = %self.listener.local_addr()?, store = %self.settings.store.url, "comparison service listening");
+        let incoming = incoming(self.listener);
         let result = Server::builder()
             .timeout(self.settings.request_timeout)
             .concurrency_limit_per_connection(self.settings.concurrency_per_connection)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-            .tcp_nodelay(true)
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(api)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .context("gRPC server failed");
         watchdog.abort();
         tracing::info!("comparison service stopped");
         result
     }
+}
+
+/// Connections accepted from `listener`, with Nagle's algorithm off. `Server::tcp_nodelay` only
+/// reaches sockets tonic binds itself; without this, small replies on our own listener wait for
+/// delayed ACKs (the empty RPC's p99 was ~42 ms instead of ~1 ms).
+pub fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Reflection over the API, health, the google.rpc error details (so clients decode them) and
@@ -148,4 +155,24 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown requested");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::StreamExt;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_disabled() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let mut accepted = incoming(listener);
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let stream = accepted
+            .next()
+            .await
+            .expect("a connection")
+            .expect("accepted");
+        assert!(stream.nodelay().expect("read TCP_NODELAY"));
+    }
 }
