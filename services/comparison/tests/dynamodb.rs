@@ -96,3 +96,67 @@ async fn serving_needs_the_table_that_migrate_creates() {
     assert_eq!(stats.mean_scale_factor, 2.0);
     app.stop().await.expect("stop");
 }
+
+/// A store that goes away mid-flight: calls fail as UNAVAILABLE with RetryInfo (so callers
+/// retry instead of dropping work) and the health service takes the replica out of rotation.
+#[tokio::test]
+async fn a_store_that_goes_away_is_unavailable_and_unhealthy() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_types::StatusExt;
+
+    require_emulator();
+    let table = unique_table();
+    let url = format!("dynamodb://{table}");
+    let out = migrate(&url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut s = settings(&url);
+    s.health_interval = std::time::Duration::from_millis(100);
+    let mut app = spawn_app_with_settings(s).await;
+
+    aws_sdk_dynamodb::Client::new(&aws_setup::load().await)
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("delete the table under the running service");
+
+    let err = app
+        .client
+        .get_recipe(pb::GetRecipeRequest {
+            recipe_id: "101".into(),
+            version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.get_error_details().retry_info().is_some());
+    assert!(err.message().contains("migrate"), "{}", err.message());
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut status = ServingStatus::Serving;
+    // The watchdog pings every 100 ms; give it a generous number of chances.
+    for _ in 0..100 {
+        status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "recipe.v1.ComparisonService".into(),
+            })
+            .await
+            .expect("health")
+            .into_inner()
+            .status();
+        if status == ServingStatus::NotServing {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, ServingStatus::NotServing);
+}
