@@ -52,10 +52,14 @@ impl Application {
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let (reporter, health) = tonic_health::server::health_reporter();
+        // The first status is reported before the server accepts connections, so a probe that
+        // arrives at once never finds the API's service name unknown.
+        let first = report_store_health(&reporter, self.store.as_ref(), None).await;
         let watchdog = tokio::spawn(watch_store(
             reporter,
             self.store.clone(),
             self.settings.health_interval,
+            first,
         ));
 
         // Each version lists the other too, so that grpcurl 1.8 (which only asks v1alpha) shows
@@ -112,23 +116,33 @@ async fn watch_store(
     reporter: HealthReporter,
     store: Arc<dyn RecipeStore>,
     interval: std::time::Duration,
+    mut last: ServingStatus,
 ) {
-    let mut last = None;
     loop {
-        let status = match store.ping().await {
-            Ok(()) => ServingStatus::Serving,
-            Err(e) => {
-                tracing::warn!(error = %e, "store ping failed; reporting NOT_SERVING");
-                ServingStatus::NotServing
-            }
-        };
-        if last != Some(status) {
-            reporter.set_service_status("", status).await;
-            reporter.set_service_status(SERVICE_NAME, status).await;
-            last = Some(status);
-        }
         tokio::time::sleep(interval).await;
+        last = report_store_health(&reporter, store.as_ref(), Some(last)).await;
     }
+}
+
+/// Pings the store and publishes the result for the whole server and for the API, when it
+/// differs from `last`. Returns the status now reported.
+async fn report_store_health(
+    reporter: &HealthReporter,
+    store: &dyn RecipeStore,
+    last: Option<ServingStatus>,
+) -> ServingStatus {
+    let status = match store.ping().await {
+        Ok(()) => ServingStatus::Serving,
+        Err(e) => {
+            tracing::warn!(error = %e, "store ping failed; reporting NOT_SERVING");
+            ServingStatus::NotServing
+        }
+    };
+    if last != Some(status) {
+        reporter.set_service_status("", status).await;
+        reporter.set_service_status(SERVICE_NAME, status).await;
+    }
+    status
 }
 
 /// Completes on SIGTERM or Ctrl-C.
