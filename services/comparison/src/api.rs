@@ -91,8 +91,21 @@ fn finish<T>(
     }
 }
 
-fn page_token(token: &str) -> Option<&str> {
-    (!token.is_empty()).then_some(token)
+/// Proto3 strings have no "unset": empty means absent.
+fn non_empty(value: &str) -> Option<&str> {
+    (!value.is_empty()).then_some(value)
+}
+
+/// The validated recipe of a create or update request and the store options for its write.
+fn recipe_write(recipe: Option<pb::Recipe>, key: &str) -> Result<(Recipe, WriteOptions), Status> {
+    let mut more = Vec::new();
+    check_key("idempotencyKey", key, false, &mut more);
+    let recipe = finish(document("recipe", recipe), more)?;
+    let opts = WriteOptions {
+        idempotency_key: non_empty(key).map(str::to_string),
+        now_ms: now_ms(),
+    };
+    Ok((recipe, opts))
 }
 
 /// Runs the diff off the async workers: a large recipe pair takes milliseconds of CPU.
@@ -115,14 +128,8 @@ impl pb::comparison_service_server::ComparisonService for ComparisonApi {
         request: Request<pb::CreateRecipeRequest>,
     ) -> Result<Response<pb::CreateRecipeResponse>, Status> {
         let req = request.into_inner();
-        let mut more = Vec::new();
-        check_key("idempotencyKey", &req.idempotency_key, false, &mut more);
-        let recipe = finish(document("recipe", req.recipe), more)?;
+        let (recipe, opts) = recipe_write(req.recipe, &req.idempotency_key)?;
         let id = recipe.recipe_id.clone();
-        let opts = WriteOptions {
-            idempotency_key: page_token(&req.idempotency_key).map(str::to_string),
-            now_ms: now_ms(),
-        };
         let write = self
             .store
             .create_recipe(recipe, opts)
@@ -157,14 +164,8 @@ impl pb::comparison_service_server::ComparisonService for ComparisonApi {
         request: Request<pb::UpdateRecipeRequest>,
     ) -> Result<Response<pb::UpdateRecipeResponse>, Status> {
         let req = request.into_inner();
-        let mut more = Vec::new();
-        check_key("idempotencyKey", &req.idempotency_key, false, &mut more);
-        let recipe = finish(document("recipe", req.recipe), more)?;
+        let (recipe, opts) = recipe_write(req.recipe, &req.idempotency_key)?;
         let id = recipe.recipe_id.clone();
-        let opts = WriteOptions {
-            idempotency_key: page_token(&req.idempotency_key).map(str::to_string),
-            now_ms: now_ms(),
-        };
         let expected = (req.expected_version != 0).then_some(req.expected_version);
         let write = self
             .store
@@ -187,7 +188,7 @@ impl pb::comparison_service_server::ComparisonService for ComparisonApi {
             .store
             .list_recipes(
                 recipe_store::effective_page_size(req.page_size),
-                page_token(&req.page_token),
+                non_empty(&req.page_token),
             )
             .await
             .map_err(|e| errors::from_store(e, "recipes", ""))?;
@@ -272,7 +273,7 @@ impl pb::comparison_service_server::ComparisonService for ComparisonApi {
             .list_makes(
                 &req.recipe_id,
                 recipe_store::effective_page_size(req.page_size),
-                page_token(&req.page_token),
+                non_empty(&req.page_token),
             )
             .await
             .map_err(|e| errors::from_store(e, "recipe", &req.recipe_id))?;
