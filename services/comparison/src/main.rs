@@ -2,7 +2,8 @@
 
 use clap::Parser;
 use comparison::config::{Cli, Command};
-use comparison::startup::{Application, shutdown_signal};
+use comparison::startup::Application;
+use service_runtime::shutdown_signal;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
