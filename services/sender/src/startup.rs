@@ -1,0 +1,238 @@
+//! Builds the sender (queue, object source, comparison channel) and runs its receive loop:
+//! bounded concurrency, the circuit breaker in front of `receive`, and graceful shutdown.
+//!
+//! Shutdown, in order: stop receiving at once (an ongoing long poll is cancelled); let the jobs
+//! in flight finish for up to the grace period; hand back the unfinished ones with delay 0 so
+//! another sender takes them immediately; return.
+
+use crate::backoff::Backoff;
+use crate::breaker::{Breaker, Prober};
+use crate::config::Settings;
+use crate::rpc::{self, Comparison};
+use crate::stats::{SenderStats, bump};
+use crate::worker::Worker;
+use anyhow::Context;
+use message_queue::{MAX_RECEIVE_MESSAGES, MessageQueue, QueueError};
+use object_source::{ObjectError, ObjectSource};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// After the grace period, how long handing back the unfinished jobs may take before the
+/// process stops anyway (those messages then come back after their visibility timeout).
+const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A sender whose queue and source are open, not yet receiving.
+pub struct Application {
+    settings: Settings,
+    queue: Arc<dyn MessageQueue>,
+    source: Arc<dyn ObjectSource>,
+    comparison: Comparison,
+    stats: Arc<SenderStats>,
+}
+
+impl Application {
+    /// Checks the settings, opens the queue (failing if it is not ready, e.g. an SQS queue that
+    /// does not exist) and the object source (failing if the bucket or folder is missing), and
+    /// sets up a lazily connecting channel: the comparison service need not be up.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let queue = message_queue::open(&settings.pipeline.queue)
+            .await
+            .with_context(|| format!("opening queue {}", settings.pipeline.queue))?;
+        let source = object_source::open(&settings.pipeline.source)
+            .await
+            .with_context(|| format!("opening object source {}", settings.pipeline.source))?;
+        match source.list("", None, 1).await {
+            Ok(_) => {}
+            Err(e @ (ObjectError::NotReady(_) | ObjectError::Invalid(_))) => {
+                return Err(e).with_context(|| {
+                    format!("object source {} is not usable", settings.pipeline.source)
+                });
+            }
+            // A passing problem, or one a job's own read will report: the jobs wait meanwhile.
+            Err(e) => {
+                tracing::warn!(source = %settings.pipeline.source, error = %e, "object source does not answer yet")
+            }
+        }
+        let channel = rpc::channel(&settings)?;
+        let comparison = Comparison::new(channel, settings.rpc_timeout);
+        Ok(Self {
+            settings,
+            queue,
+            source,
+            comparison,
+            stats: Arc::new(SenderStats::default()),
+        })
+    }
+
+    /// The counters, live while the sender runs.
+    pub fn stats(&self) -> Arc<SenderStats> {
+        self.stats.clone()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Receives and works on jobs until `shutdown` completes, then shuts down gracefully (see
+    /// the module docs). Queue and source failures are logged and waited out, never returned.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let s = &self.settings;
+        let backoff = Backoff::new(s.backoff_base, s.backoff_max);
+        let breaker = Arc::new(Breaker::new(backoff));
+        let prober = Prober {
+            comparison: self.comparison.clone(),
+            source: self.source.clone(),
+        };
+        let worker = Arc::new(Worker {
+            queue: self.queue.clone(),
+            source: self.source.clone(),
+            scheme: source_scheme(&s.pipeline.source),
+            comparison: self.comparison.clone(),
+            breaker: breaker.clone(),
+            stats: self.stats.clone(),
+            backoff,
+            visibility: s.visibility,
+            max_file_bytes: s.max_file_bytes,
+            unknown_recipe_attempts: s.unknown_recipe_attempts,
+        });
+        let permits = Arc::new(Semaphore::new(s.concurrency));
+        let (abandon, abandoned) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut queue_failures: u32 = 0;
+        tracing::info!(
+            queue = %s.pipeline.queue,
+            source = %s.pipeline.source,
+            bucket = %self.source.bucket(),
+            comparison = %s.comparison_url,
+            concurrency = s.concurrency,
+            "sender started"
+        );
+
+        tokio::pin!(shutdown);
+        loop {
+            reap(&mut tasks);
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                () = breaker.wait_until_closed(&prober) => {}
+            }
+            // Wait for one free slot, then take whatever else is free, up to a receive's maximum.
+            let first = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break, // closed: never happens, the semaphore is ours
+                },
+            };
+            let mut held = vec![first];
+            while held.len() < MAX_RECEIVE_MESSAGES as usize {
+                match permits.clone().try_acquire_owned() {
+                    Ok(p) => held.push(p),
+                    Err(_) => break,
+                }
+            }
+            // A job failing during the long poll opens the breaker: stop polling then, or the
+            // poll would pick up the very jobs just handed back, spending their attempts.
+            let received = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                () = breaker.opened() => continue,
+                r = self.queue.receive(held.len() as u32, s.wait, s.visibility) => r,
+            };
+            match received {
+                Ok(deliveries) => {
+                    queue_failures = 0;
+                    for (delivery, permit) in deliveries.into_iter().zip(held) {
+                        bump(&self.stats.received);
+                        tasks.spawn(worker.clone().handle(delivery, abandoned.clone(), permit));
+                    }
+                }
+                Err(e) => {
+                    queue_failures = queue_failures.saturating_add(1);
+                    let pause = backoff.jittered(queue_failures);
+                    log_queue_failure(&e, pause);
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+
+        let in_flight = tasks.len();
+        tracing::info!(
+            in_flight,
+            grace = ?s.shutdown_grace,
+            "shutting down: stopped receiving; letting jobs in flight finish"
+        );
+        let finished = tokio::time::timeout(s.shutdown_grace, drain(&mut tasks))
+            .await
+            .is_ok();
+        if !finished {
+            tracing::info!(
+                unfinished = tasks.len(),
+                "grace period over; handing back unfinished jobs"
+            );
+            let _ = abandon.send(true);
+            if tokio::time::timeout(HAND_BACK_TIMEOUT, drain(&mut tasks))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    left = tasks.len(),
+                    "could not hand back every job in time; they come back after their visibility timeout"
+                );
+                tasks.abort_all();
+            }
+        }
+        tracing::info!(stats = ?self.stats.snapshot(), "sender stopped");
+        Ok(())
+    }
+}
+
+/// The scheme jobs use for this source: `s3` for a bucket, `dir` for a folder (`dir://` and
+/// `file://` alike), as the watcher writes them.
+fn source_scheme(url: &str) -> &'static str {
+    match object_source::parse_url(url) {
+        Ok(object_source::Location::S3 { .. }) => "s3",
+        _ => "dir",
+    }
+}
+
+/// Collects finished tasks so the set does not grow, logging any that panicked.
+fn reap(tasks: &mut JoinSet<()>) {
+    while let Some(result) = tasks.try_join_next() {
+        log_join(result);
+    }
+}
+
+async fn drain(tasks: &mut JoinSet<()>) {
+    while let Some(result) = tasks.join_next().await {
+        log_join(result);
+    }
+}
+
+fn log_join(result: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = result
+        && e.is_panic()
+    {
+        // The message comes back after its visibility timeout; nothing is lost.
+        tracing::error!(error = %e, "a job task panicked");
+    }
+}
+
+fn log_queue_failure(e: &QueueError, pause: Duration) {
+    if e.is_transient() {
+        tracing::warn!(error = %e, retry_in = ?pause, "receiving failed; trying again");
+    } else {
+        // Not transient by its kind, but stopping would not fix it either: keep trying, loudly,
+        // so the process stays up for whoever repairs the queue.
+        tracing::error!(error = %e, retry_in = ?pause, "receiving failed; trying again");
+    }
+}

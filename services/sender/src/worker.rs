@@ -1,0 +1,399 @@
+//! One delivery from start to finish: parse the job, read the file, validate it, submit it, and
+//! settle the message with the queue (delete, release for a retry, or dead-letter with a
+//! reason), while a heartbeat keeps the message hidden from other senders.
+//!
+//! The rule that keeps "nothing lost": a message is deleted only after the comparison service
+//! accepted the job, and dead-lettered only for failures that cannot go away by themselves.
+//! The rule that keeps "nothing counted twice": every submission carries an idempotency key
+//! naming the file version actually read, so a redelivery or a duplicate job is a replay the
+//! service recognises.
+
+use crate::backoff::Backoff;
+use crate::breaker::{Breaker, Suspect};
+use crate::document;
+use crate::outcome::{self, Failure};
+use crate::rpc::{Accepted, Comparison};
+use crate::stats::{SenderStats, bump};
+use message_queue::{Delivery, MessageQueue, QueueError};
+use object_source::{ObjectError, ObjectSource};
+use pipeline_job::{Job, JobKind};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, watch};
+
+/// Tries of one queue call (delete, release, dead-letter) that fails transiently, before the
+/// message is left to its visibility timeout.
+const SETTLE_TRIES: u32 = 3;
+
+/// What the job tasks share.
+pub struct Worker {
+    pub queue: Arc<dyn MessageQueue>,
+    pub source: Arc<dyn ObjectSource>,
+    /// How jobs name this sender's source: `s3`, or `dir` for a local folder (as the watcher
+    /// writes them).
+    pub scheme: &'static str,
+    pub comparison: Comparison,
+    pub breaker: Arc<Breaker>,
+    pub stats: Arc<SenderStats>,
+    pub backoff: Backoff,
+    pub visibility: Duration,
+    pub max_file_bytes: u64,
+    pub unknown_recipe_attempts: u32,
+}
+
+/// What to do with a delivery once its job was tried.
+#[derive(Debug)]
+enum Verdict {
+    /// Accepted by the comparison service: delete the message.
+    Done { job: Box<Job>, accepted: Accepted },
+    /// Can never succeed: move it to the dead letters with this reason.
+    DeadLetter {
+        reason: String,
+        kind: Option<JobKind>,
+    },
+    /// Try again later: release it with this delay.
+    Retry { delay: Duration, reason: String },
+}
+
+/// How a job task ended before settling.
+enum Ending {
+    Worked(Verdict),
+    /// The heartbeat found the receipt stale: another consumer holds the message now.
+    LeaseLost(QueueError),
+    /// Shutdown grace ran out.
+    Abandoned,
+}
+
+impl Worker {
+    /// Works on one delivery, holding `permit` (one unit of the concurrency limit) until done.
+    /// Returns when the message was settled, dropped as stale, or handed back because `abandon`
+    /// turned true (shutdown).
+    pub async fn handle(
+        self: Arc<Self>,
+        delivery: Delivery,
+        mut abandon: watch::Receiver<bool>,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let ending = tokio::select! {
+            verdict = self.process(&delivery) => Ending::Worked(verdict),
+            lost = self.heartbeat(&delivery) => Ending::LeaseLost(lost),
+            _ = abandon.wait_for(|abandon| *abandon) => Ending::Abandoned,
+        };
+        match ending {
+            Ending::Worked(verdict) => self.settle(&delivery, verdict).await,
+            Ending::LeaseLost(e) => self.dropped_as_stale(&delivery, "heartbeat", &e),
+            Ending::Abandoned => self.hand_back(&delivery).await,
+        }
+    }
+
+    /// Decides what the delivery deserves. Never touches the queue.
+    async fn process(&self, delivery: &Delivery) -> Verdict {
+        let attempt = delivery.receive_count;
+        // 1. The message must be a job.
+        let job = match Job::from_json(&delivery.body) {
+            Ok(job) => job,
+            Err(e) => {
+                return Verdict::DeadLetter {
+                    reason: e.to_string(),
+                    kind: None,
+                };
+            }
+        };
+        let dead = |reason: String| Verdict::DeadLetter {
+            reason,
+            kind: Some(job.kind),
+        };
+        let uri = job.object_uri();
+        // 2. ... about this sender's bucket (a job for another bucket would read the wrong file).
+        if job.bucket != self.source.bucket() || job.scheme != self.scheme {
+            return dead(format!(
+                "job is for bucket {:?} ({}), but this sender reads bucket {:?} ({})",
+                job.bucket,
+                job.scheme,
+                self.source.bucket(),
+                self.scheme
+            ));
+        }
+        // 3. Read the file, never more than the limit.
+        let object = match self.source.get(&job.key, self.max_file_bytes).await {
+            Ok(object) => object,
+            Err(ObjectError::TooLarge { size, limit }) => {
+                return dead(format!(
+                    "{uri}: file is {size} bytes, over the {limit}-byte limit"
+                ));
+            }
+            Err(ObjectError::NotFound(_)) => {
+                return dead(format!("{uri}: object no longer exists"));
+            }
+            Err(e @ ObjectError::InvalidKey(_)) => return dead(format!("{uri}: {e}")),
+            // Unavailable, and also NotReady/Internal/Invalid: a missing bucket, wrong
+            // credentials or region are the deployment's problem, not the file's; the job waits
+            // (with receiving paused) until they are fixed rather than being dead-lettered.
+            Err(e) => {
+                let reason = format!("reading {uri}: {e}");
+                if e.is_retryable() {
+                    tracing::warn!(key = %job.key, error = %e, "object source unavailable");
+                } else {
+                    tracing::error!(key = %job.key, error = %e, "object source fails; check its configuration");
+                }
+                self.breaker.trip(
+                    Suspect::Source {
+                        key: job.key.clone(),
+                    },
+                    None,
+                    &reason,
+                );
+                return Verdict::Retry {
+                    delay: self.backoff.jittered(attempt),
+                    reason,
+                };
+            }
+        };
+        if object.meta.etag != job.etag {
+            tracing::info!(
+                key = %job.key,
+                job_etag = %job.etag,
+                read_etag = %object.meta.etag,
+                "file changed since it was detected; submitting the version read"
+            );
+        }
+        // 4. Parse and validate.
+        let doc = match document::parse(&object.bytes) {
+            Ok(doc) => doc,
+            Err(why) => {
+                return dead(format!(
+                    "{uri}: not a valid {} document: {why}",
+                    job.kind.as_str()
+                ));
+            }
+        };
+        // 5. Submit, keyed by the version actually read.
+        let key = job.idempotency_key(&object.meta.etag);
+        let wire = recipe_proto::convert::recipe_to_pb(&doc);
+        let result = match job.kind {
+            JobKind::Recipe => self.comparison.update_recipe(wire, key).await,
+            JobKind::Make => self.comparison.record_make(wire, key, &job).await,
+        };
+        // 6. Classify.
+        let status = match result {
+            Ok(accepted) => {
+                self.breaker.record_success();
+                return Verdict::Done {
+                    job: Box::new(job),
+                    accepted,
+                };
+            }
+            Err(status) => status,
+        };
+        match outcome::classify(job.kind, &status) {
+            Failure::Permanent(reason) => {
+                // The service answered, so it is up.
+                self.breaker.record_success();
+                dead(format!(
+                    "{uri}: the comparison service refused the {}: {reason}",
+                    job.kind.as_str()
+                ))
+            }
+            Failure::UnknownRecipe(reason) => {
+                self.breaker.record_success();
+                if attempt >= self.unknown_recipe_attempts {
+                    dead(format!(
+                        "{uri}: make of unknown recipe {:?} after {attempt} attempts ({reason})",
+                        doc.recipe_id
+                    ))
+                } else {
+                    Verdict::Retry {
+                        delay: self.backoff.jittered(attempt),
+                        reason: format!(
+                            "recipe {:?} is not known yet (attempt {attempt} of {}): {reason}",
+                            doc.recipe_id, self.unknown_recipe_attempts
+                        ),
+                    }
+                }
+            }
+            Failure::Transient {
+                reason,
+                retry_after,
+            } => {
+                self.breaker.trip(Suspect::Comparison, retry_after, &reason);
+                let delay = match retry_after {
+                    Some(hint) => self.backoff.server_hint(hint),
+                    None => self.backoff.jittered(attempt),
+                };
+                Verdict::Retry { delay, reason }
+            }
+        }
+    }
+
+    /// Keeps the message hidden while the job runs, extending its visibility every third of the
+    /// timeout. Returns only when the receipt is stale (someone else has the message now).
+    async fn heartbeat(&self, delivery: &Delivery) -> QueueError {
+        let every = self.visibility / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            match self.queue.extend(&delivery.receipt, self.visibility).await {
+                Ok(()) => {}
+                Err(e @ QueueError::StaleReceipt(_)) => return e,
+                // The next beat may get through; two more are left before the lease lapses.
+                Err(e) => tracing::warn!(
+                    message_id = %delivery.message_id,
+                    error = %e,
+                    "heartbeat failed; trying again at the next beat"
+                ),
+            }
+        }
+    }
+
+    /// Tells the queue the verdict, counts and logs it.
+    async fn settle(&self, delivery: &Delivery, verdict: Verdict) {
+        let attempt = delivery.receive_count;
+        match verdict {
+            Verdict::Done { job, accepted } => {
+                let counter = match job.kind {
+                    JobKind::Recipe => &self.stats.recipes_processed,
+                    JobKind::Make => &self.stats.makes_processed,
+                };
+                bump(counter);
+                if accepted.wrote_nothing() {
+                    bump(&self.stats.duplicates);
+                }
+                match &accepted {
+                    Accepted::Recipe { version, changed } => tracing::info!(
+                        key = %job.key,
+                        kind = "recipe",
+                        outcome = if *changed { "written" } else { "unchanged" },
+                        recipe_version = version,
+                        attempt,
+                        "job done"
+                    ),
+                    Accepted::Make {
+                        make_id,
+                        recipe_version,
+                        duplicate,
+                    } => tracing::info!(
+                        key = %job.key,
+                        kind = "make",
+                        outcome = if *duplicate { "duplicate" } else { "recorded" },
+                        make_id = %make_id,
+                        recipe_version,
+                        attempt,
+                        "job done"
+                    ),
+                }
+                if let Err(Some(_)) = self
+                    .with_tries("delete", delivery, || self.queue.delete(&delivery.receipt))
+                    .await
+                {
+                    // The job is done; the redelivery will be a replay the service recognises.
+                    tracing::warn!(key = %job.key, "a finished job could not be deleted; its redelivery will be a duplicate");
+                }
+            }
+            Verdict::DeadLetter { reason, kind } => {
+                match self
+                    .with_tries("dead-letter", delivery, || {
+                        self.queue.dead_letter(delivery, &reason)
+                    })
+                    .await
+                {
+                    Ok(()) => {
+                        bump(&self.stats.dead_lettered);
+                        tracing::error!(
+                            message_id = %delivery.message_id,
+                            kind = kind.map(JobKind::as_str).unwrap_or("not a job"),
+                            attempt,
+                            reason = %reason,
+                            "job dead-lettered"
+                        );
+                    }
+                    Err(Some(e)) => {
+                        // Not lost: it comes back after its visibility timeout (or, with the
+                        // queue's redrive policy, ends in the dead letters without our reason).
+                        tracing::error!(
+                            message_id = %delivery.message_id,
+                            reason = %reason,
+                            error = %e,
+                            "could not dead-letter a job; it will be delivered again"
+                        );
+                    }
+                    Err(None) => {}
+                }
+            }
+            Verdict::Retry { delay, reason } => {
+                if self
+                    .with_tries("release", delivery, || {
+                        self.queue.release(&delivery.receipt, delay)
+                    })
+                    .await
+                    .is_ok()
+                {
+                    bump(&self.stats.retried);
+                    tracing::warn!(
+                        message_id = %delivery.message_id,
+                        attempt,
+                        retry_in = ?delay,
+                        reason = %reason,
+                        "job will be retried"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Hands an unfinished job back at shutdown, visible at once for another sender.
+    async fn hand_back(&self, delivery: &Delivery) {
+        if self
+            .with_tries("release", delivery, || {
+                self.queue.release(&delivery.receipt, Duration::ZERO)
+            })
+            .await
+            .is_ok()
+        {
+            bump(&self.stats.released_at_shutdown);
+            tracing::info!(message_id = %delivery.message_id, "unfinished job handed back at shutdown");
+        }
+    }
+
+    /// Runs one queue call, trying again after a short pause while it fails transiently. A stale
+    /// receipt is counted and logged here and comes back as `Err(None)`; other failures are
+    /// logged by the caller (`Err(Some(e))`).
+    async fn with_tries<F, Fut>(
+        &self,
+        what: &str,
+        delivery: &Delivery,
+        mut call: F,
+    ) -> Result<(), Option<QueueError>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), QueueError>>,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match call().await {
+                Ok(()) => return Ok(()),
+                Err(e @ QueueError::StaleReceipt(_)) => {
+                    self.dropped_as_stale(delivery, what, &e);
+                    return Err(None);
+                }
+                Err(e) if e.is_transient() && tries < SETTLE_TRIES => {
+                    tracing::warn!(message_id = %delivery.message_id, error = %e, "queue {what} failed; trying again");
+                    tokio::time::sleep(self.backoff.jittered(tries)).await;
+                }
+                Err(e) => {
+                    tracing::error!(message_id = %delivery.message_id, error = %e, "queue {what} failed; the message comes back after its visibility timeout");
+                    return Err(Some(e));
+                }
+            }
+        }
+    }
+
+    fn dropped_as_stale(&self, delivery: &Delivery, what: &str, e: &QueueError) {
+        bump(&self.stats.stale);
+        tracing::warn!(
+            message_id = %delivery.message_id,
+            attempt = delivery.receive_count,
+            error = %e,
+            "{what}: another consumer holds this job now; dropping it"
+        );
+    }
+}
