@@ -1,0 +1,492 @@
+//! Runs the whole pipeline — watcher, sender and comparison as separate processes, the way
+//! they are deployed — over the embedded backends (a folder, SQLite queue, ledger and store) or
+//! the AWS ones on the emulator `AWS_ENDPOINT_URL` points at, and lets a test upload files,
+//! kill or stop services, and read back what was stored.
+//!
+//! The binaries are the ones cargo built beside the test (`target/<profile>/`); `scripts/test.sh`
+//! builds them before the tests run.
+
+pub mod workload;
+
+use message_queue::MessageQueue;
+use object_source::ObjectSource;
+use recipe_proto::recipe::v1 as pb;
+use recipe_proto::recipe::v1::comparison_service_client::ComparisonServiceClient;
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// Which backends the services run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Local folder, SQLite queue, ledger and store: no AWS.
+    Embedded,
+    /// S3, SQS and DynamoDB on the emulator, the watcher polling the bucket.
+    AwsPoll,
+    /// S3, SQS and DynamoDB on the emulator, the watcher consuming S3 event notifications.
+    AwsEvents,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    Comparison,
+    Sender,
+    Watcher,
+}
+
+impl Service {
+    pub fn binary(self) -> &'static str {
+        match self {
+            Service::Comparison => "comparison",
+            Service::Sender => "sender",
+            Service::Watcher => "watcher",
+        }
+    }
+}
+
+/// The running pipeline. Dropping it kills every process.
+pub struct Pipeline {
+    pub backend: Backend,
+    pub dir: tempfile::TempDir,
+    pub comparison_addr: SocketAddr,
+    /// Settings every service gets (on top of the test's own environment).
+    env: BTreeMap<String, String>,
+    processes: BTreeMap<Service, Child>,
+    /// The test's handle on the bucket or folder, for uploads.
+    pub source: Arc<dyn ObjectSource>,
+    /// The test's handle on the job queue, for dead letters and depth.
+    pub queue: Arc<dyn MessageQueue>,
+    /// Held while an AWS pipeline runs: the emulator serialises DynamoDB, so two pipelines at
+    /// once would only slow each other down past their timeouts.
+    _emulator_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+static EMULATOR: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Mutex::new(())));
+
+/// Directory of the service binaries (`target/<profile>/`): the executable's own folder for a
+/// binary of this package (`target/<profile>/pipeline-bench`), or the parent of its `deps/`
+/// folder for a test executable (`target/<profile>/deps/embedded-…`).
+pub fn binary_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("executable path");
+    let services = [Service::Comparison, Service::Sender, Service::Watcher];
+    let own = exe.parent().expect("executable in a folder");
+    let candidates = [Some(own), own.parent()];
+    for dir in candidates.into_iter().flatten() {
+        if services.iter().all(|s| dir.join(s.binary()).exists()) {
+            return dir.to_path_buf();
+        }
+    }
+    let dir = own.parent().unwrap_or(own);
+    for service in services {
+        let path = dir.join(service.binary());
+        assert!(
+            path.exists(),
+            "{} is missing: build the services first with `cargo build --workspace --bins` \
+             (scripts/test.sh does)",
+            path.display()
+        );
+    }
+    dir.to_path_buf()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn require_emulator() {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none_or(|v| v.is_empty()) {
+        panic!(
+            "AWS_ENDPOINT_URL is not set, so the AWS pipeline tests have nothing to run \
+             against. Run scripts/test.sh (it starts moto)"
+        );
+    }
+}
+
+impl Pipeline {
+    /// Creates the backends (`watcher setup`, `comparison migrate`) and starts nothing yet.
+    /// `extra` overrides settings, e.g. shorter backoffs.
+    pub async fn new(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        let emulator_turn = match backend {
+            Backend::Embedded => None,
+            Backend::AwsPoll | Backend::AwsEvents => Some(EMULATOR.clone().lock_owned().await),
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().display().to_string();
+        let port = free_port();
+        let comparison_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+        let mut env = BTreeMap::new();
+        let mut set = |k: &str, v: String| {
+            env.insert(k.to_string(), v);
+        };
+        set("COMPARISON_LISTEN", comparison_addr.to_string());
+        set("SENDER_COMPARISON_URL", format!("http://{comparison_addr}"));
+        set("RUST_LOG", "info".into());
+        // Quick recovery so faults cost seconds, not minutes: a killed sender's jobs come back
+        // after the visibility timeout, a killed watcher's claims after the lease.
+        set("SENDER_VISIBILITY", "10s".into());
+        set("SENDER_BACKOFF_BASE", "250ms".into());
+        set("SENDER_BACKOFF_MAX", "3s".into());
+        set("SENDER_WAIT", "2s".into());
+        set("SENDER_UNKNOWN_RECIPE_ATTEMPTS", "8".into());
+        set("WATCHER_POLL_INTERVAL", "250ms".into());
+        set("WATCHER_SETTLE", "0s".into());
+        set("WATCHER_CLAIM_LEASE", "5s".into());
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        match backend {
+            Backend::Embedded => {
+                set("SOURCE_URL", format!("dir://{root}/inbox"));
+                set(
+                    "JOBS_QUEUE_URL",
+                    format!("sqlite://{root}/queue.db?queue=jobs&max_receive_count=20"),
+                );
+                set("WATCHER_LEDGER_URL", format!("sqlite://{root}/watcher.db"));
+                set("COMPARISON_STORE_URL", format!("sqlite://{root}/store.db"));
+            }
+            Backend::AwsPoll | Backend::AwsEvents => {
+                require_emulator();
+                set("SOURCE_URL", format!("s3://e2e-{id}"));
+                set(
+                    "JOBS_QUEUE_URL",
+                    format!("sqs://jobs-{id}?dlq=jobs-{id}-dlq"),
+                );
+                set("WATCHER_LEDGER_URL", format!("dynamodb://ledger-{id}"));
+                set("COMPARISON_STORE_URL", format!("dynamodb://store-{id}"));
+                set("WATCHER_POLL_INTERVAL", "500ms".into());
+                if backend == Backend::AwsEvents {
+                    set("WATCHER_MODE", "events".into());
+                    set(
+                        "WATCHER_EVENTS_QUEUE_URL",
+                        format!("sqs://events-{id}?dlq=events-{id}-dlq"),
+                    );
+                }
+            }
+        }
+        for (k, v) in extra {
+            env.insert((*k).to_string(), (*v).to_string());
+        }
+        std::fs::create_dir_all(dir.path().join("logs")).expect("logs folder");
+        // Buckets, queues, ledger and table first: the services expect them.
+        run_command(dir.path(), &env, Service::Watcher, &["setup"]);
+        run_command(dir.path(), &env, Service::Comparison, &["migrate"]);
+        Self {
+            backend,
+            comparison_addr,
+            source: object_source::open(&env["SOURCE_URL"])
+                .await
+                .expect("source"),
+            queue: message_queue::open(&env["JOBS_QUEUE_URL"])
+                .await
+                .expect("job queue"),
+            env,
+            processes: BTreeMap::new(),
+            dir,
+            _emulator_turn: emulator_turn,
+        }
+    }
+
+    pub fn setting(&self, name: &str) -> &str {
+        &self.env[name]
+    }
+
+    /// Runs a one-off subcommand (setup, migrate, dead-letters) and returns its stdout.
+    pub fn run_to_end(&self, service: Service, args: &[&str]) -> String {
+        run_command(self.dir.path(), &self.env, service, args)
+    }
+
+    /// The end of a service's log so far (all its runs), for failure messages.
+    pub fn logs(&self, service: Service) -> String {
+        read_log(self.dir.path(), service)
+    }
+
+    pub async fn start(&mut self, service: Service) {
+        assert!(
+            !self.processes.contains_key(&service),
+            "{service:?} runs already"
+        );
+        let log = log_file(self.dir.path(), service);
+        let child = command(self.dir.path(), &self.env, service)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start a service");
+        self.processes.insert(service, child);
+        if service == Service::Comparison {
+            self.wait_for_comparison().await;
+        }
+    }
+
+    pub async fn start_all(&mut self) {
+        for service in [Service::Comparison, Service::Sender, Service::Watcher] {
+            self.start(service).await;
+        }
+    }
+
+    /// SIGKILL: no chance to clean up, as when a node dies.
+    pub fn kill(&mut self, service: Service) {
+        if let Some(mut child) = self.processes.remove(&service) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the process to exit on its own (as Kubernetes does before its
+    /// grace period ends). Returns how long that took.
+    pub fn terminate(&mut self, service: Service) -> Duration {
+        let Some(mut child) = self.processes.remove(&service) else {
+            return Duration::ZERO;
+        };
+        let start = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let status = child.wait().expect("wait for the service");
+        assert!(
+            status.success(),
+            "{service:?} exited with {status} after SIGTERM\n{}",
+            self.logs(service)
+        );
+        start.elapsed()
+    }
+
+    async fn wait_for_comparison(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut client) = self.try_client().await
+                && client
+                    .list_recipes(pb::ListRecipesRequest::default())
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            if let Some(child) = self.processes.get_mut(&Service::Comparison)
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "comparison exited with {status}\n{}",
+                    self.logs(Service::Comparison)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "comparison did not answer within 30 s\n{}",
+                self.logs(Service::Comparison)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn try_client(&self) -> anyhow::Result<ComparisonServiceClient<Channel>> {
+        Ok(ComparisonServiceClient::connect(format!("http://{}", self.comparison_addr)).await?)
+    }
+
+    pub async fn client(&self) -> ComparisonServiceClient<Channel> {
+        self.try_client().await.expect("connect to comparison")
+    }
+
+    pub async fn upload(&self, key: &str, bytes: &[u8]) {
+        self.source
+            .put(key, bytes.to_vec())
+            .await
+            .unwrap_or_else(|e| panic!("upload {key}: {e}"));
+    }
+
+    /// Makes stored per recipe, read through the service (None while it is down).
+    pub async fn makes_per_recipe(&self) -> Option<BTreeMap<String, u64>> {
+        let mut client = self.try_client().await.ok()?;
+        let mut out = BTreeMap::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_recipes(pb::ListRecipesRequest {
+                    page_size: 100,
+                    page_token: token.clone(),
+                })
+                .await
+                .ok()?
+                .into_inner();
+            for r in page.recipes {
+                let stats = client
+                    .get_recipe_stats(pb::GetRecipeStatsRequest {
+                        recipe_id: r.recipe_id.clone(),
+                        top: 1,
+                    })
+                    .await
+                    .ok()?
+                    .into_inner();
+                out.insert(r.recipe_id, stats.makes);
+            }
+            if page.next_page_token.is_empty() {
+                return Some(out);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    pub async fn stored_makes(&self) -> u64 {
+        self.makes_per_recipe()
+            .await
+            .map_or(0, |m| m.values().sum())
+    }
+
+    /// Waits until `done` holds for the stored makes per recipe, or panics with the logs.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        deadline: Duration,
+        done: impl Fn(&BTreeMap<String, u64>) -> bool,
+    ) -> BTreeMap<String, u64> {
+        let start = Instant::now();
+        let mut last = BTreeMap::new();
+        while start.elapsed() < deadline {
+            if let Some(now) = self.makes_per_recipe().await {
+                if done(&now) {
+                    return now;
+                }
+                last = now;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!(
+            "{what}: not reached within {deadline:?}; stored {} makes: {last:?}\n\
+             --- watcher\n{}\n--- sender\n{}\n--- comparison\n{}",
+            last.values().sum::<u64>(),
+            self.logs(Service::Watcher),
+            self.logs(Service::Sender),
+            self.logs(Service::Comparison)
+        );
+    }
+
+    /// Uploads recipe files and waits until every one is stored, as a cook's original exists
+    /// before its makes (a make of a recipe still unknown after its retries is dead-lettered).
+    pub async fn upload_recipes(&self, files: &[workload::Upload], deadline: Duration) {
+        self.upload_all(files).await;
+        let n = files.len();
+        self.wait_until("the recipes stored", deadline, |m| m.len() >= n)
+            .await;
+    }
+
+    /// Every make of every recipe, through ListMakes.
+    pub async fn list_makes(&self, recipe_id: &str) -> Vec<pb::Make> {
+        let mut client = self.client().await;
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_makes(pb::ListMakesRequest {
+                    recipe_id: recipe_id.to_string(),
+                    page_size: 100,
+                    page_token: token.clone(),
+                })
+                .await
+                .expect("list makes")
+                .into_inner();
+            out.extend(page.makes);
+            if page.next_page_token.is_empty() {
+                return out;
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// Uploads every file, several at a time.
+    pub async fn upload_all(&self, files: &[workload::Upload]) {
+        for chunk in files.chunks(16) {
+            let puts = chunk.iter().map(|f| self.upload(&f.key, &f.bytes));
+            futures::future::join_all(puts).await;
+        }
+    }
+
+    /// Checks that exactly `expected` makes per recipe are stored — in the statistics and in
+    /// the list of makes, each make once — and that no job is left or dead.
+    pub async fn assert_exactly(&self, expected: &BTreeMap<String, u64>) {
+        let stored = self.makes_per_recipe().await.expect("comparison answers");
+        assert_eq!(&stored, expected, "makes per recipe (statistics)");
+        for (recipe_id, n) in expected {
+            let makes = self.list_makes(recipe_id).await;
+            let ids: std::collections::BTreeSet<&str> =
+                makes.iter().map(|m| m.make_id.as_str()).collect();
+            assert_eq!(makes.len() as u64, *n, "ListMakes of {recipe_id}");
+            assert_eq!(
+                ids.len(),
+                makes.len(),
+                "make ids of {recipe_id} are distinct"
+            );
+            assert!(
+                makes.iter().all(|m| m.source.contains(recipe_id)),
+                "each make names its source file"
+            );
+        }
+        let dead = self.dead_letters();
+        assert!(dead.is_empty(), "unexpected dead letters: {dead:?}");
+    }
+
+    /// The dead letters as `sender dead-letters` prints them, one JSON object each.
+    pub fn dead_letters(&self) -> Vec<serde_json::Value> {
+        self.run_to_end(Service::Sender, &["dead-letters"])
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("dead-letters prints JSON lines"))
+            .collect()
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.processes) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn command(dir: &Path, env: &BTreeMap<String, String>, service: Service) -> Command {
+    let mut cmd = Command::new(binary_dir().join(service.binary()));
+    cmd.envs(env).current_dir(dir);
+    cmd
+}
+
+fn log_file(dir: &Path, service: Service) -> std::fs::File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("logs").join(format!("{}.log", service.binary())))
+        .expect("log file")
+}
+
+fn read_log(dir: &Path, service: Service) -> String {
+    let path = dir.join("logs").join(format!("{}.log", service.binary()));
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(60).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+fn run_command(
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+    service: Service,
+    args: &[&str],
+) -> String {
+    let out = command(dir, env, service)
+        .args(args)
+        .stderr(log_file(dir, service))
+        .output()
+        .expect("run a service command");
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed: {}\n{}",
+        service.binary(),
+        out.status,
+        read_log(dir, service)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
