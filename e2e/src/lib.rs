@@ -430,6 +430,32 @@ impl Pipeline {
         assert!(dead.is_empty(), "unexpected dead letters: {dead:?}");
     }
 
+    /// Waits until `poison` files are dead-lettered, then checks each has a dead letter whose
+    /// reason contains its word.
+    pub async fn assert_dead_lettered(
+        &self,
+        poison: &[(workload::Upload, &str)],
+        deadline: Duration,
+    ) {
+        let start = Instant::now();
+        let dead = loop {
+            let dead = self.dead_letters();
+            if dead.len() >= poison.len() || start.elapsed() > deadline {
+                break dead;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert_eq!(dead.len(), poison.len(), "{dead:#?}");
+        for (file, word) in poison {
+            let entry = dead
+                .iter()
+                .find(|d| d.to_string().contains(&file.key))
+                .unwrap_or_else(|| panic!("no dead letter for {}: {dead:#?}", file.key));
+            let reason = entry["reason"].as_str().expect("a reason");
+            assert!(reason.contains(word), "{}: {reason}", file.key);
+        }
+    }
+
     /// The dead letters as `sender dead-letters` prints them, one JSON object each.
     pub fn dead_letters(&self) -> Vec<serde_json::Value> {
         self.run_to_end(Service::Sender, &["dead-letters"])

@@ -73,22 +73,6 @@ async fn s3_events_with_comparison_down_for_twenty_seconds_and_poison_files() {
         m == &want
     })
     .await;
-    let start = std::time::Instant::now();
-    let dead = loop {
-        let dead = p.dead_letters();
-        if dead.len() >= poison.len() || start.elapsed() > DEADLINE {
-            break dead;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    assert_eq!(dead.len(), poison.len(), "{dead:#?}");
-    for (file, word) in &poison {
-        let entry = dead
-            .iter()
-            .find(|d| d.to_string().contains(&file.key))
-            .unwrap_or_else(|| panic!("no dead letter for {}: {dead:#?}", file.key));
-        let reason = entry["reason"].as_str().expect("a reason");
-        assert!(reason.contains(word), "{}: {reason}", file.key);
-    }
+    p.assert_dead_lettered(&poison, DEADLINE).await;
     assert_eq!(p.makes_per_recipe().await.expect("answers"), want);
 }

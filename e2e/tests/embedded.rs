@@ -110,22 +110,6 @@ async fn poison_files_are_dead_lettered_with_a_reason_and_the_rest_goes_through(
     let want: BTreeMap<String, u64> = (0..3).map(|r| (format!("p-r{r:03}"), 2)).collect();
     p.wait_until("the good makes stored", DEADLINE, |m| m == &want)
         .await;
-    let start = std::time::Instant::now();
-    let dead = loop {
-        let dead = p.dead_letters();
-        if dead.len() >= poison.len() || start.elapsed() > DEADLINE {
-            break dead;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    assert_eq!(dead.len(), poison.len(), "{dead:#?}");
-    for (file, word) in &poison {
-        let entry = dead
-            .iter()
-            .find(|d| d.to_string().contains(&file.key))
-            .unwrap_or_else(|| panic!("no dead letter for {}: {dead:#?}", file.key));
-        let reason = entry["reason"].as_str().expect("a reason");
-        assert!(reason.contains(word), "{}: {reason}", file.key);
-    }
+    p.assert_dead_lettered(&poison, DEADLINE).await;
     assert_eq!(p.makes_per_recipe().await.expect("answers"), want);
 }
