@@ -50,6 +50,14 @@ pub(crate) fn check_new_make(make: &NewMake) -> Result<()> {
 }
 
 /// Serialises a value the store keeps as a JSON document.
+/// The error for a make diffed against `make.recipe_version` while `latest` is newer.
+pub(crate) fn stale(make: &NewMake, latest: u32) -> StoreError {
+    StoreError::Stale(format!(
+        "recipe {} is at version {latest}, the make was compared with version {}",
+        make.recipe_id, make.recipe_version
+    ))
+}
+
 pub(crate) fn to_json<T: Serialize>(what: &str, value: &T) -> Result<String> {
     serde_json::to_string(value)
         .map_err(|e| StoreError::Internal(format!("cannot serialise {what}: {e}")))

@@ -9,18 +9,23 @@
 //! Reads are strongly consistent except `list_recipes`, which queries the GSI and is therefore
 //! eventually consistent (a recipe created a moment ago may be missing from the list).
 
+use crate::cache::{self, ReadCache, Shard};
 use crate::common::{
     check_new_make, decode_page_token, encode_page_token, from_json, make_fingerprint,
-    recipe_fingerprint, to_json,
+    recipe_fingerprint, stale, to_json,
 };
 use crate::{
-    NewMake, Page, RecipeStore, RecipeSummary, RecipeWrite, RecordOutcome, Result, StoreError,
-    StoredMake, StoredRecipe, WriteOptions, effective_page_size,
+    DiffBasis, NewMake, Page, RecipeStore, RecipeSummary, RecipeWrite, RecordOutcome, Result,
+    StoreError, StoredMake, StoredRecipe, WriteOptions, effective_page_size,
 };
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
+use aws_sdk_dynamodb::error::{
+    BoxError, BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError,
+};
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -33,6 +38,8 @@ use recipe_model::Recipe;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 type Item = HashMap<String, AttributeValue>;
@@ -202,6 +209,28 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     max_attempts: u32,
+    cache: Arc<ReadCache>,
+    calls: Arc<AtomicU64>,
+}
+
+/// Counts the DynamoDB operations a store sends (not the SDK's retries of one), for the
+/// benchmarks' calls per make and the tests that hold the store to its budget.
+#[derive(Debug)]
+struct CountCalls(Arc<AtomicU64>);
+
+impl Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "recipe-store.count-calls"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 impl DynamoStore {
@@ -223,10 +252,17 @@ impl DynamoStore {
         if config.behavior_version().is_none() {
             client_config = client_config.behavior_version_latest();
         }
+        let calls = Arc::new(AtomicU64::new(0));
+        client_config = client_config.interceptor(CountCalls(calls.clone()));
         Ok(Self {
             client: Client::from_conf(client_config.build()),
+            calls,
             table: table.to_string(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            cache: Arc::new(ReadCache::new(
+                cache::DEFAULT_RECIPE_ENTRIES,
+                cache::DEFAULT_SHARD_ENTRIES,
+            )),
         })
     }
 
@@ -238,6 +274,12 @@ impl DynamoStore {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// DynamoDB operations this store has sent so far (each retry by the store counts, the
+    /// SDK's own retries of one operation do not).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// Waits before attempt `attempt + 1`; no wait after the last attempt.
@@ -635,12 +677,14 @@ impl DynamoStore {
                     }
                     if get_s(&head, "fingerprint", &what)? == fingerprint {
                         // Same content as the latest version: nothing to write.
+                        let stored = StoredRecipe {
+                            recipe,
+                            version: latest,
+                            created_at_ms: get_n(&head, "updated_at_ms", &what)?,
+                        };
+                        self.cache.put_latest(&stored);
                         return Ok(RecipeWrite {
-                            stored: StoredRecipe {
-                                recipe,
-                                version: latest,
-                                created_at_ms: get_n(&head, "updated_at_ms", &what)?,
-                            },
+                            stored,
                             written: false,
                         });
                     }
@@ -655,12 +699,14 @@ impl DynamoStore {
                 .await?
             {
                 TxOutcome::Committed => {
+                    let stored = StoredRecipe {
+                        recipe,
+                        version,
+                        created_at_ms: opts.now_ms,
+                    };
+                    self.cache.put_latest(&stored);
                     return Ok(RecipeWrite {
-                        stored: StoredRecipe {
-                            recipe,
-                            version,
-                            created_at_ms: opts.now_ms,
-                        },
+                        stored,
                         written: true,
                     });
                 }
@@ -892,6 +938,9 @@ impl RecipeStore for DynamoStore {
                     .transpose()?
             }
         };
+        if let (Some(latest), None) = (&found, version) {
+            self.cache.put_latest(latest);
+        }
         found.ok_or_else(|| {
             StoreError::NotFound(match version {
                 Some(v) => format!("recipe {recipe_id} version {v}"),
@@ -945,57 +994,73 @@ impl RecipeStore for DynamoStore {
         })
     }
 
-    async fn record_make(&self, make: NewMake) -> Result<RecordOutcome> {
+    async fn recipe_for_make(&self, recipe_id: &str, version: Option<u32>) -> Result<StoredRecipe> {
+        if let Some(latest) = self.cache.latest(recipe_id)
+            && version.is_none_or(|v| v == latest.version)
+        {
+            return Ok(latest);
+        }
+        self.get_recipe(recipe_id, version).await
+    }
+
+    async fn record_make_on(&self, make: NewMake, basis: DiffBasis) -> Result<RecordOutcome> {
         check_new_make(&make)?;
         let fingerprint = make_fingerprint(&make);
         let (make_item, pointer_item) = self.make_items(&make, &fingerprint)?;
-        let pk = recipe_pk(&make.recipe_id);
-        let pointer_key = (make_pointer_pk(&make.make_id), MAKE_POINTER_SK.to_string());
-        let shard_sk = stats_sk(stats_shard(&make.make_id));
+        let id = make.recipe_id.as_str();
+        let pk = recipe_pk(id);
+        let shard = stats_shard(&make.make_id);
+        let shard_sk = stats_sk(shard);
+        let what = format!("statistics of recipe {id}");
         for attempt in 0..self.max_attempts {
-            let mut found = self
-                .batch_get(
-                    "BatchGetItem record_make",
-                    vec![
-                        key(pointer_key.0.clone(), MAKE_POINTER_SK),
-                        key(pk.clone(), HEAD_SK),
-                        key(pk.clone(), &shard_sk),
-                    ],
-                )
-                .await?;
-            if let Some(pointer) = found.remove(&pointer_key) {
-                return self.existing_make(&pointer, &make, &fingerprint).await;
-            }
-            if !found.contains_key(&(pk.clone(), HEAD_SK.to_string())) {
-                return Err(StoreError::NotFound(format!("recipe {}", make.recipe_id)));
-            }
-            let (mut stats, rev) = match found.remove(&(pk.clone(), shard_sk.clone())) {
-                Some(item) => {
-                    let what = format!("statistics of recipe {}", make.recipe_id);
-                    let stats: RecipeStats = from_json(&what, get_s(&item, "stats", &what)?)?;
-                    (stats, Some(get_n::<u64>(&item, "rev", &what)?))
-                }
-                None => (RecipeStats::default(), None),
+            // The shard as this process last wrote it; read it only when not known. The `rev`
+            // condition below catches a cached shard that another replica has moved on.
+            let current = match self.cache.shard(id, shard) {
+                Some(known) => known,
+                None => match self
+                    .get_item("GetItem statistics shard", key(pk.clone(), &shard_sk))
+                    .await?
+                {
+                    Some(item) => Shard {
+                        stats: from_json(&what, get_s(&item, "stats", &what)?)?,
+                        rev: Some(get_n::<u64>(&item, "rev", &what)?),
+                    },
+                    None => Shard {
+                        stats: RecipeStats::default(),
+                        rev: None,
+                    },
+                },
             };
+            let mut stats = current.stats;
             stats.apply(&make.make, &make.diff);
+            let next_rev = current.rev.map_or(1, |r| r + 1);
             let mut stats_item = key(pk.clone(), &shard_sk);
             stats_item.extend([
                 ("stats".to_string(), s(to_json("statistics", &stats)?)),
-                ("rev".to_string(), n(rev.map_or(1, |r| r + 1))),
+                ("rev".to_string(), n(next_rev)),
             ]);
-            check_item_size(
-                &format!("statistics of recipe {}", make.recipe_id),
-                &stats_item,
-            )?;
+            check_item_size(&what, &stats_item)?;
             let stats_put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(stats_item));
-            let stats_put = match rev {
+            let stats_put = match current.rev {
                 None => stats_put.condition_expression("attribute_not_exists(pk)"),
                 Some(rev) => stats_put
                     .condition_expression("#rev = :expected")
                     .expression_attribute_names("#rev", "rev")
                     .expression_attribute_values(":expected", n(rev)),
+            };
+            // The recipe must exist; on the latest basis it must still be at the version the
+            // make was compared with.
+            let head_check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(pk.clone(), HEAD_SK)));
+            let head_check = match basis {
+                DiffBasis::Named => head_check.condition_expression("attribute_exists(pk)"),
+                DiffBasis::Latest => head_check
+                    .condition_expression("#v = :v")
+                    .expression_attribute_names("#v", "latest_version")
+                    .expression_attribute_values(":v", n(make.recipe_version)),
             };
             let items = vec![
                 self.put(make_item.clone(), "attribute_not_exists(pk)")?,
@@ -1004,44 +1069,74 @@ impl RecipeStore for DynamoStore {
                     .put(stats_put.build().map_err(build_error)?)
                     .build(),
                 TransactWriteItem::builder()
-                    .condition_check(
-                        ConditionCheck::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(key(pk.clone(), HEAD_SK)))
-                            .condition_expression("attribute_exists(pk)")
-                            .build()
-                            .map_err(build_error)?,
-                    )
+                    .condition_check(head_check.build().map_err(build_error)?)
                     .build(),
             ];
-            match self.transact("TransactWriteItems make", items).await? {
-                TxOutcome::Committed => return Ok(RecordOutcome::Recorded(make)),
-                TxOutcome::Cancelled(reasons) => {
-                    if TxOutcome::failed(&reasons, TX_POINTER)
-                        || TxOutcome::failed(&reasons, TX_MAKE)
-                    {
-                        // A concurrent duplicate won; the next read finds its pointer.
-                        continue;
-                    }
-                    if TxOutcome::failed(&reasons, TX_HEAD_CHECK) {
-                        return Err(StoreError::NotFound(format!("recipe {}", make.recipe_id)));
-                    }
-                    // The statistics moved on (another make of this recipe), or the transaction
-                    // collided with another one: read again and retry.
-                    tracing::debug!(
-                        make_id = %make.make_id,
-                        attempt,
-                        stats_moved = TxOutcome::failed(&reasons, TX_STATS),
-                        ?reasons,
-                        "make transaction cancelled, retrying"
+            let reasons = match self.transact("TransactWriteItems make", items).await {
+                Ok(TxOutcome::Committed) => {
+                    self.cache.put_shard(
+                        id,
+                        shard,
+                        Shard {
+                            stats,
+                            rev: Some(next_rev),
+                        },
                     );
-                    self.pause_before_retry(attempt).await;
+                    return Ok(RecordOutcome::Recorded(make));
+                }
+                Ok(TxOutcome::Cancelled(reasons)) => reasons,
+                Err(e) => {
+                    // The write may have happened: the cached shard can no longer be trusted.
+                    self.cache.forget_shard(id, shard);
+                    return Err(e);
+                }
+            };
+            if TxOutcome::failed(&reasons, TX_POINTER) || TxOutcome::failed(&reasons, TX_MAKE) {
+                // Recorded before (a replay), or a concurrent duplicate won just now.
+                let pointer = self
+                    .get_item(
+                        "GetItem make pointer",
+                        key(make_pointer_pk(&make.make_id), MAKE_POINTER_SK),
+                    )
+                    .await?;
+                match pointer {
+                    Some(pointer) => {
+                        return self.existing_make(&pointer, &make, &fingerprint).await;
+                    }
+                    None => continue,
                 }
             }
+            if TxOutcome::failed(&reasons, TX_STATS) {
+                self.cache.forget_shard(id, shard);
+            }
+            if TxOutcome::failed(&reasons, TX_HEAD_CHECK) {
+                self.cache.forget_latest(id);
+                let head = self
+                    .get_item("GetItem recipe head", key(pk.clone(), HEAD_SK))
+                    .await?;
+                let Some(head) = head else {
+                    return Err(StoreError::NotFound(format!("recipe {id}")));
+                };
+                let latest: u32 = get_n(&head, "latest_version", &format!("head of recipe {id}"))?;
+                if basis == DiffBasis::Latest && latest != make.recipe_version {
+                    return Err(stale(&make, latest));
+                }
+                // The head changed back under us (or was created meanwhile): try again.
+            }
+            // The statistics moved on (another make of this recipe, perhaps on another
+            // replica), or the transaction collided with another one: retry.
+            tracing::debug!(
+                make_id = %make.make_id,
+                attempt,
+                stats_moved = TxOutcome::failed(&reasons, TX_STATS),
+                ?reasons,
+                "make transaction cancelled, retrying"
+            );
+            self.pause_before_retry(attempt).await;
         }
         Err(StoreError::Unavailable(format!(
-            "recipe {}: statistics are contended by concurrent makes; gave up after {} attempts",
-            make.recipe_id, self.max_attempts
+            "recipe {id}: statistics are contended by concurrent makes; gave up after {} attempts",
+            self.max_attempts
         )))
     }
 

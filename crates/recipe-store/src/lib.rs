@@ -19,6 +19,7 @@ use recipe_model::Recipe;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+mod cache;
 mod common;
 pub mod dynamodb;
 pub mod sqlite;
@@ -81,6 +82,17 @@ pub struct NewMake {
 
 pub type StoredMake = NewMake;
 
+/// What a make's diff was computed against, which [`RecipeStore::record_make_on`] checks in the
+/// same atomic write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiffBasis {
+    /// The version the caller named: only the recipe's existence is checked.
+    Named,
+    /// What the store called the latest version: recording fails with [`StoreError::Stale`]
+    /// when a newer version exists by then, so no make is compared with an outdated original.
+    Latest,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordOutcome {
     /// Stored now, statistics updated.
@@ -114,6 +126,10 @@ pub enum StoreError {
     /// reused with different content.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The make was diffed against a version that is no longer the latest: read the recipe
+    /// again, diff again and retry.
+    #[error("stale: {0}")]
+    Stale(String),
     #[error("invalid page token: {0}")]
     InvalidPageToken(String),
     /// Worth retrying: throttling, timeouts, the backend unreachable.
@@ -148,6 +164,13 @@ pub trait RecipeStore: Send + Sync + 'static {
     /// The latest version, or the given one.
     async fn get_recipe(&self, recipe_id: &str, version: Option<u32>) -> Result<StoredRecipe>;
 
+    /// The original to diff a make against: like [`get_recipe`](Self::get_recipe), but a
+    /// backend may answer from a cache, so "latest" may be out of date. Pair it with
+    /// [`record_make_on`](Self::record_make_on) and [`DiffBasis::Latest`], which detects that.
+    async fn recipe_for_make(&self, recipe_id: &str, version: Option<u32>) -> Result<StoredRecipe> {
+        self.get_recipe(recipe_id, version).await
+    }
+
     /// Latest version of every recipe, ordered by recipe id.
     async fn list_recipes(
         &self,
@@ -158,7 +181,14 @@ pub trait RecipeStore: Send + Sync + 'static {
     /// Records the make and folds its diff into the recipe's statistics, atomically, once per
     /// idempotency key. `NotFound` if the recipe does not exist; `Conflict` if the key was used
     /// for a different make.
-    async fn record_make(&self, make: NewMake) -> Result<RecordOutcome>;
+    async fn record_make(&self, make: NewMake) -> Result<RecordOutcome> {
+        self.record_make_on(make, DiffBasis::Named).await
+    }
+
+    /// [`record_make`](Self::record_make), also checking `basis`: with [`DiffBasis::Latest`],
+    /// `Stale` if `make.recipe_version` is no longer the recipe's latest version. A replay of
+    /// a recorded make returns the first result whatever the recipe's versions are now.
+    async fn record_make_on(&self, make: NewMake, basis: DiffBasis) -> Result<RecordOutcome>;
 
     async fn get_make(&self, make_id: &str) -> Result<StoredMake>;
 

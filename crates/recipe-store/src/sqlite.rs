@@ -9,11 +9,11 @@
 
 use crate::common::{
     check_new_make, decode_page_token, encode_page_token, from_json, make_fingerprint,
-    recipe_fingerprint, to_json,
+    recipe_fingerprint, stale, to_json,
 };
 use crate::{
-    NewMake, Page, RecipeStore, RecipeSummary, RecipeWrite, RecordOutcome, Result, StoreError,
-    StoredMake, StoredRecipe, WriteOptions, effective_page_size,
+    DiffBasis, NewMake, Page, RecipeStore, RecipeSummary, RecipeWrite, RecordOutcome, Result,
+    StoreError, StoredMake, StoredRecipe, WriteOptions, effective_page_size,
 };
 use async_trait::async_trait;
 use recipe_diff::RecipeStats;
@@ -468,7 +468,7 @@ impl MakeRow {
     }
 }
 
-fn record_in(conn: &mut Connection, make: NewMake) -> Result<RecordOutcome> {
+fn record_in(conn: &mut Connection, make: NewMake, basis: DiffBasis) -> Result<RecordOutcome> {
     check_new_make(&make)?;
     let fingerprint = make_fingerprint(&make);
     let tx = begin_write(conn)?;
@@ -489,8 +489,12 @@ fn record_in(conn: &mut Connection, make: NewMake) -> Result<RecordOutcome> {
         }
         return Ok(RecordOutcome::Duplicate(first.into_stored()?));
     }
-    if latest_version(&tx, &make.recipe_id)?.is_none() {
-        return Err(StoreError::NotFound(format!("recipe {}", make.recipe_id)));
+    match latest_version(&tx, &make.recipe_id)? {
+        None => return Err(StoreError::NotFound(format!("recipe {}", make.recipe_id))),
+        Some(latest) if basis == DiffBasis::Latest && latest != make.recipe_version => {
+            return Err(stale(&make, latest));
+        }
+        Some(_) => {}
     }
     tx.execute(
         "INSERT INTO makes (make_id, idempotency_key, fingerprint, recipe_id, recipe_version,
@@ -625,8 +629,9 @@ impl RecipeStore for SqliteStore {
         })
     }
 
-    async fn record_make(&self, make: NewMake) -> Result<RecordOutcome> {
-        self.with_conn(move |conn| record_in(conn, make)).await
+    async fn record_make_on(&self, make: NewMake, basis: DiffBasis) -> Result<RecordOutcome> {
+        self.with_conn(move |conn| record_in(conn, make, basis))
+            .await
     }
 
     async fn get_make(&self, make_id: &str) -> Result<StoredMake> {

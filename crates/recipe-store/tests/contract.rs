@@ -18,7 +18,7 @@ use recipe_model::{Ingredient, Recipe, Step};
 use recipe_store::dynamodb::DynamoStore;
 use recipe_store::sqlite::SqliteStore;
 use recipe_store::{
-    NewMake, RecipeStore, RecordOutcome, StoreError, WriteOptions, make_id_for_key,
+    DiffBasis, NewMake, RecipeStore, RecordOutcome, StoreError, WriteOptions, make_id_for_key,
 };
 use std::sync::Arc;
 
@@ -27,6 +27,9 @@ use std::sync::Arc;
 
 struct Backend {
     store: Arc<dyn RecipeStore>,
+    /// A second store on the same database or table, as another replica of the service would
+    /// open it: same data, its own connections and caches.
+    replica: Arc<dyn RecipeStore>,
     _dir: Option<tempfile::TempDir>,
     /// DynamoDB client and table to drop after a passing test.
     table: Option<(aws_sdk_dynamodb::Client, String)>,
@@ -45,8 +48,10 @@ async fn sqlite_backend() -> Backend {
     let dir = tempfile::tempdir().expect("temporary directory");
     let url = format!("sqlite://{}/store/contract.db", dir.path().display());
     let store = SqliteStore::open(&url).await.expect("open sqlite store");
+    let replica = SqliteStore::open(&url).await.expect("open sqlite replica");
     Backend {
         store: Arc::new(store),
+        replica: Arc::new(replica),
         _dir: Some(dir),
         table: None,
     }
@@ -89,31 +94,37 @@ async fn dynamodb_backend() -> Backend {
     let table = unique_table();
     let store = DynamoStore::new(&config, &table).expect("valid table name");
     store.create_table().await.expect("create table");
+    let replica = DynamoStore::new(&config, &table).expect("valid table name");
     Backend {
         store: Arc::new(store),
+        replica: Arc::new(replica),
         _dir: None,
         table: Some((aws_sdk_dynamodb::Client::new(&config), table)),
     }
 }
 
+/// `contract!(single: [tests on one store], replicas: [tests on two stores sharing the data])`
+/// instantiates every test for both backends.
 macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
+    (single: [$($name:ident),* $(,)?], replicas: [$($rname:ident),* $(,)?] $(,)?) => {
+        contract!(@backend sqlite, sqlite_backend, [$($name),*], [$($rname),*]);
+        contract!(@backend dynamodb, dynamodb_backend, [$($name),*], [$($rname),*]);
+    };
+    (@backend $module:ident, $open:ident, [$($name:ident),*], [$($rname:ident),*]) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let backend = super::sqlite_backend().await;
+                    let backend = super::$open().await;
                     super::$name(backend.store.clone()).await;
                     backend.finish().await;
                 }
             )*
-        }
-        mod dynamodb {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let backend = super::dynamodb_backend().await;
-                    super::$name(backend.store.clone()).await;
+                async fn $rname() {
+                    let backend = super::$open().await;
+                    super::$rname(backend.store.clone(), backend.replica.clone()).await;
                     backend.finish().await;
                 }
             )*
@@ -122,27 +133,33 @@ macro_rules! contract {
 }
 
 contract!(
-    create_then_get_returns_version_one,
-    update_writes_a_new_version_and_keeps_old_ones,
-    update_with_equal_content_writes_nothing,
-    stale_expected_version_conflicts,
-    update_of_missing_recipe_needs_allow_missing,
-    create_of_existing_id_already_exists,
-    recipe_write_replay_returns_the_first_result,
-    recipe_write_key_reuse_with_other_content_conflicts,
-    list_recipes_pages_through_every_recipe_in_order,
-    record_make_updates_stats,
-    same_key_again_is_a_duplicate_and_stats_are_unchanged,
-    same_key_with_other_content_conflicts,
-    concurrent_duplicates_record_once,
-    concurrent_distinct_makes_are_all_counted,
-    make_of_unknown_recipe_is_not_found,
-    make_id_must_come_from_the_key,
-    get_make_returns_the_stored_make,
-    list_makes_is_newest_first_and_paged,
-    bad_page_tokens_are_refused,
-    stats_of_unknown_recipe_or_without_makes,
-    ping_answers,
+    single: [
+        create_then_get_returns_version_one,
+        update_writes_a_new_version_and_keeps_old_ones,
+        update_with_equal_content_writes_nothing,
+        stale_expected_version_conflicts,
+        update_of_missing_recipe_needs_allow_missing,
+        create_of_existing_id_already_exists,
+        recipe_write_replay_returns_the_first_result,
+        recipe_write_key_reuse_with_other_content_conflicts,
+        list_recipes_pages_through_every_recipe_in_order,
+        record_make_updates_stats,
+        same_key_again_is_a_duplicate_and_stats_are_unchanged,
+        same_key_with_other_content_conflicts,
+        concurrent_duplicates_record_once,
+        concurrent_distinct_makes_are_all_counted,
+        make_of_unknown_recipe_is_not_found,
+        make_id_must_come_from_the_key,
+        get_make_returns_the_stored_make,
+        list_makes_is_newest_first_and_paged,
+        bad_page_tokens_are_refused,
+        stats_of_unknown_recipe_or_without_makes,
+        ping_answers,
+    ],
+    replicas: [
+        a_make_compared_with_an_outdated_latest_is_stale,
+        replicas_count_every_make_of_a_shared_recipe,
+    ],
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -631,6 +648,105 @@ async fn concurrent_distinct_makes_are_all_counted(store: Arc<dyn RecipeStore>) 
     assert_eq!(listed.items.len(), 30);
 }
 
+/// A replica may compare a make with the version it last knew; recording on the latest basis
+/// refuses that once another replica wrote a newer version, and the next read sees the newer one.
+async fn a_make_compared_with_an_outdated_latest_is_stale(
+    store: Arc<dyn RecipeStore>,
+    replica: Arc<dyn RecipeStore>,
+) {
+    seed(&store, "r1").await;
+    assert_eq!(store.recipe_for_make("r1", None).await.unwrap().version, 1);
+    let mut changed = recipe("r1", "Pancakes");
+    changed.steps[1] = step("2", "Fry in ghee.");
+    let v2 = replica
+        .update_recipe(changed.clone(), None, false, opts(None, 2_000))
+        .await
+        .unwrap();
+    assert_eq!(v2.stored.version, 2);
+
+    let on_v1 = new_make("r1", "make-1", 10_000);
+    let err = store
+        .record_make_on(on_v1.clone(), DiffBasis::Latest)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Stale(msg) if msg.contains("version 2")),
+        "{err:?}"
+    );
+    assert!(matches!(
+        store.get_make(&on_v1.make_id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.get_stats("r1").await.unwrap().makes, 0);
+
+    // Refused once, the store no longer offers the outdated version as the latest.
+    let latest = store.recipe_for_make("r1", None).await.unwrap();
+    assert_eq!((latest.version, &latest.recipe), (2, &changed));
+    assert_eq!(
+        store.recipe_for_make("r1", Some(1)).await.unwrap().version,
+        1
+    );
+    let on_v2 = NewMake {
+        recipe_version: 2,
+        ..new_make("r1", "make-2", 10_001)
+    };
+    let recorded = store
+        .record_make_on(on_v2.clone(), DiffBasis::Latest)
+        .await
+        .unwrap();
+    assert!(
+        matches!(recorded, RecordOutcome::Recorded(_)),
+        "{recorded:?}"
+    );
+    // A make that names its version is recorded against it, old or not.
+    let named = store
+        .record_make_on(new_make("r1", "make-3", 10_002), DiffBasis::Named)
+        .await
+        .unwrap();
+    assert!(matches!(named, RecordOutcome::Recorded(_)), "{named:?}");
+
+    // A replay returns the first result even after the recipe moved on again.
+    changed.steps[1] = step("2", "Fry in butter.");
+    replica
+        .update_recipe(changed, None, false, opts(None, 3_000))
+        .await
+        .unwrap();
+    let replay = store
+        .record_make_on(on_v2.clone(), DiffBasis::Latest)
+        .await
+        .unwrap();
+    assert_eq!(replay, RecordOutcome::Duplicate(on_v2));
+    assert_stats_of(&store.get_stats("r1").await.unwrap(), 2);
+}
+
+/// Two replicas recording makes of one recipe, in turns and at once: every make is counted
+/// once, whatever each replica remembered of the statistics.
+async fn replicas_count_every_make_of_a_shared_recipe(
+    store: Arc<dyn RecipeStore>,
+    replica: Arc<dyn RecipeStore>,
+) {
+    seed(&store, "r1").await;
+    for i in 0..24 {
+        let by = if i % 2 == 0 { &store } else { &replica };
+        let make = new_make("r1", &format!("turn-{i}"), 10_000 + i);
+        let outcome = by.record_make_on(make, DiffBasis::Latest).await.unwrap();
+        assert!(matches!(outcome, RecordOutcome::Recorded(_)), "{outcome:?}");
+    }
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let by = Arc::clone(if i % 2 == 0 { &store } else { &replica });
+            let make = new_make("r1", &format!("together-{i}"), 20_000 + i);
+            tokio::spawn(async move { by.record_make_on(make, DiffBasis::Latest).await })
+        })
+        .collect();
+    for outcome in futures::future::join_all(tasks).await {
+        let outcome = outcome.expect("task").expect("record_make");
+        assert!(matches!(outcome, RecordOutcome::Recorded(_)), "{outcome:?}");
+    }
+    assert_stats_of(&store.get_stats("r1").await.unwrap(), 40);
+    assert_stats_of(&replica.get_stats("r1").await.unwrap(), 40);
+}
+
 async fn make_of_unknown_recipe_is_not_found(store: Arc<dyn RecipeStore>) {
     let make = new_make("ghost", "make-1", 10_000);
     let err = store.record_make(make.clone()).await.unwrap_err();
@@ -835,6 +951,48 @@ mod dynamodb_only {
         store.create_table().await.unwrap();
         store.create_table().await.unwrap();
         store.ping().await.unwrap();
+        let _ = aws_sdk_dynamodb::Client::new(&config)
+            .delete_table()
+            .table_name(table)
+            .send()
+            .await;
+    }
+
+    /// The floor the pipeline is measured against: once a replica knows a recipe, a make costs
+    /// one transactional write and reading the original costs nothing.
+    #[tokio::test]
+    async fn a_warm_make_costs_one_write() {
+        let config = emulator_config().await;
+        let table = unique_table();
+        let store = DynamoStore::new(&config, &table).unwrap();
+        store.create_table().await.unwrap();
+        let store = Arc::new(store);
+        let dyn_store: Arc<dyn RecipeStore> = store.clone();
+        seed(&dyn_store, "r1").await;
+        const MAKES: i64 = 48;
+        let before = store.calls();
+        for j in 0..MAKES {
+            let known = store.calls();
+            let original = dyn_store.recipe_for_make("r1", None).await.unwrap();
+            assert_eq!(store.calls(), known, "the original came from the cache");
+            let make = NewMake {
+                recipe_version: original.version,
+                ..new_make("r1", &format!("make-{j}"), 10_000 + j)
+            };
+            let outcome = dyn_store
+                .record_make_on(make, DiffBasis::Latest)
+                .await
+                .unwrap();
+            assert!(matches!(outcome, RecordOutcome::Recorded(_)));
+        }
+        // One TransactWriteItems per make, plus one read the first time a statistics shard
+        // (one of 16) is used.
+        let spent = (store.calls() - before) as i64;
+        assert!(
+            (MAKES..=MAKES + 16).contains(&spent),
+            "{spent} calls for {MAKES} makes"
+        );
+        assert_stats_of(&dyn_store.get_stats("r1").await.unwrap(), MAKES as u64);
         let _ = aws_sdk_dynamodb::Client::new(&config)
             .delete_table()
             .table_name(table)

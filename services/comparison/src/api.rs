@@ -7,7 +7,8 @@ use crate::errors::{self, invalid_argument, under};
 use recipe_model::{FieldViolation, Recipe};
 use recipe_proto::recipe::v1 as pb;
 use recipe_store::{
-    MAX_IDEMPOTENCY_KEY_BYTES, NewMake, RecipeStore, RecordOutcome, WriteOptions, make_id_for_key,
+    DiffBasis, MAX_IDEMPOTENCY_KEY_BYTES, NewMake, RecipeStore, RecordOutcome, StoreError,
+    WriteOptions, make_id_for_key,
 };
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,6 +19,8 @@ const MAX_STATS_TOP: u32 = 100;
 const DEFAULT_STATS_TOP: u32 = 10;
 /// Longest accepted `source` of a make.
 const MAX_SOURCE_BYTES: usize = 1024;
+/// Comparisons of one make when the recipe keeps changing under it, before answering ABORTED.
+const STALE_RETRIES: u32 = 3;
 
 pub struct ComparisonApi {
     store: Arc<dyn RecipeStore>,
@@ -213,29 +216,40 @@ impl pb::comparison_service_server::ComparisonService for ComparisonApi {
         }
         let make = finish(document("make", req.make), more)?;
         let recipe_id = make.recipe_id.clone();
+        let make_id = make_id_for_key(&req.idempotency_key);
         let version = (req.recipe_version != 0).then_some(req.recipe_version);
-        let original = self
-            .store
-            .get_recipe(&recipe_id, version)
-            .await
-            .map_err(|e| errors::from_store(e, "recipe", &recipe_id))?;
-        let (make, diff) = diff(original.recipe, make).await?;
-        let new = NewMake {
-            make_id: make_id_for_key(&req.idempotency_key),
-            idempotency_key: req.idempotency_key,
-            recipe_id: recipe_id.clone(),
-            recipe_version: original.version,
-            make,
-            diff,
-            recorded_at_ms: now_ms(),
-            source: req.source,
+        let basis = match version {
+            Some(_) => DiffBasis::Named,
+            None => DiffBasis::Latest,
         };
-        let make_id = new.make_id.clone();
-        let outcome = self
-            .store
-            .record_make(new)
-            .await
-            .map_err(|e| errors::from_store(e, "make", &make_id))?;
+        // The original may come from the store's cache; the write checks that it was still the
+        // latest, and a recipe updated in between means comparing again with the new version.
+        let mut tries = 0;
+        let outcome = loop {
+            tries += 1;
+            let original = self
+                .store
+                .recipe_for_make(&recipe_id, version)
+                .await
+                .map_err(|e| errors::from_store(e, "recipe", &recipe_id))?;
+            let (compared, diff) = diff(original.recipe, make.clone()).await?;
+            let new = NewMake {
+                make_id: make_id.clone(),
+                idempotency_key: req.idempotency_key.clone(),
+                recipe_id: recipe_id.clone(),
+                recipe_version: original.version,
+                make: compared,
+                diff,
+                recorded_at_ms: now_ms(),
+                source: req.source.clone(),
+            };
+            match self.store.record_make_on(new, basis).await {
+                Err(StoreError::Stale(why)) if tries < STALE_RETRIES => {
+                    tracing::debug!(%recipe_id, %make_id, %why, "recipe moved on; comparing again");
+                }
+                other => break other.map_err(|e| errors::from_store(e, "make", &make_id))?,
+            }
+        };
         let duplicate = matches!(outcome, RecordOutcome::Duplicate(_));
         tracing::info!(%recipe_id, %make_id, duplicate, "record make");
         Ok(Response::new(pb::RecordMakeResponse {

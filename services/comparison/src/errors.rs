@@ -79,6 +79,11 @@ pub fn from_store(err: StoreError, resource_type: &str, name: &str) -> Status {
                 why,
             ),
         ),
+        StoreError::Stale(why) => Status::with_error_details(
+            Code::Aborted,
+            format!("the recipe changed while the make was compared with it, retry: {why}"),
+            ErrorDetails::with_retry_info(Some(Duration::from_millis(100))),
+        ),
         StoreError::InvalidPageToken(why) => invalid_argument(vec![FieldViolation::new(
             "pageToken",
             format!("{why}; pass a nextPageToken from the same list call, or leave it empty"),
@@ -132,6 +137,7 @@ mod tests {
             (StoreError::NotFound("x".into()), Code::NotFound),
             (StoreError::AlreadyExists("x".into()), Code::AlreadyExists),
             (StoreError::Conflict("x".into()), Code::FailedPrecondition),
+            (StoreError::Stale("x".into()), Code::Aborted),
             (
                 StoreError::InvalidPageToken("x".into()),
                 Code::InvalidArgument,

@@ -160,3 +160,65 @@ async fn a_store_that_goes_away_is_unavailable_and_unhealthy() {
     }
     assert_eq!(status, ServingStatus::NotServing);
 }
+
+/// Two replicas on one table. Replica A has compared makes with version 1 and remembers it;
+/// replica B writes version 2. A's next make is compared with version 2: a make is never
+/// compared with an outdated original, whatever a replica remembers.
+#[tokio::test]
+async fn a_replica_compares_with_a_version_written_by_another() {
+    require_emulator();
+    let url = format!("dynamodb://{}", unique_table());
+    let out = migrate(&url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut a = spawn_app_with_settings(settings(&url)).await;
+    let mut b = spawn_app_with_settings(settings(&url)).await;
+    a.client
+        .create_recipe(pb::CreateRecipeRequest {
+            recipe: Some(pancakes()),
+            idempotency_key: String::new(),
+        })
+        .await
+        .expect("create");
+    let record = |key: &str| pb::RecordMakeRequest {
+        make: Some(double_batch()),
+        idempotency_key: key.into(),
+        ..Default::default()
+    };
+    let first = a.client.record_make(record("k1")).await.expect("make 1");
+    assert_eq!(first.into_inner().make.expect("make").recipe_version, 1);
+
+    let mut changed = pancakes();
+    changed.recipe_name = "Pancakes, revised".into();
+    let written = b
+        .client
+        .update_recipe(pb::UpdateRecipeRequest {
+            recipe: Some(changed),
+            ..Default::default()
+        })
+        .await
+        .expect("update on the other replica")
+        .into_inner();
+    assert_eq!(written.recipe.expect("recipe").version, 2);
+
+    let second = a.client.record_make(record("k2")).await.expect("make 2");
+    let second = second.into_inner().make.expect("make");
+    assert_eq!(second.recipe_version, 2);
+    let renamed = second.diff.expect("diff").name.expect("name differs");
+    assert_eq!(renamed.from, "Pancakes, revised", "compared with version 2");
+    let stats = b
+        .client
+        .get_recipe_stats(pb::GetRecipeStatsRequest {
+            recipe_id: "101".into(),
+            top: 0,
+        })
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!(stats.makes, 2);
+    a.stop().await.expect("stop a");
+    b.stop().await.expect("stop b");
+}
