@@ -181,6 +181,17 @@ pub(crate) fn clean_reason(reason: &str) -> Result<String> {
     Ok(out)
 }
 
+/// The one result of a batch call made for a single receipt (`delete` through `delete_batch`).
+pub(crate) fn single(mut results: Vec<Result<()>>) -> Result<()> {
+    match (results.pop(), results.is_empty()) {
+        (Some(result), true) => result,
+        (got, _) => Err(QueueError::Internal(format!(
+            "a batch of one receipt returned {} results",
+            results.len() + usize::from(got.is_some())
+        ))),
+    }
+}
+
 /// Dead letters one `dead_letters(max)` call returns.
 pub(crate) fn peek_limit(max: u32) -> u32 {
     max.min(crate::MAX_DEAD_LETTER_PEEK)

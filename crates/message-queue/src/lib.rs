@@ -10,6 +10,9 @@
 //! - a consumer keeps a message hidden while it works ([`MessageQueue::extend`]), hands it back
 //!   for a later attempt ([`MessageQueue::release`]), or moves it to the dead-letter queue with a
 //!   reason ([`MessageQueue::dead_letter`]);
+//! - deletes and extensions also come in batches ([`MessageQueue::delete_batch`],
+//!   [`MessageQueue::extend_batch`]) with one result per receipt, so a busy consumer pays one
+//!   request for up to ten messages;
 //! - a receipt whose visibility timeout lapsed and that another consumer has received since is
 //!   [`QueueError::StaleReceipt`], and using it changes nothing.
 //!
@@ -119,7 +122,9 @@ pub(crate) enum ReceiptKind {
     Sqs(sqs::SqsReceipt),
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Cloneable so that one failure of a whole batch request can be reported for each of its
+/// entries.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     /// The queue is not set up (SQS queue missing, database file unusable); the message says how
     /// to fix it.
@@ -186,6 +191,18 @@ pub trait MessageQueue: Send + Sync + 'static {
 
     /// Heartbeat: keeps the message hidden for `visibility` from now.
     async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<()>;
+
+    /// [`delete`](Self::delete) for many receipts at once: one result per receipt, in the same
+    /// order, each as `delete` would give it (a stale receipt fails alone with `StaleReceipt`,
+    /// the others are deleted). SQS sends `DeleteMessageBatch` requests of up to 10 entries; a
+    /// request that fails as a whole fails each of its entries with that error. The embedded
+    /// queue deletes the whole slice in one transaction. An empty slice does nothing.
+    async fn delete_batch(&self, receipts: &[Receipt]) -> Vec<Result<()>>;
+
+    /// [`extend`](Self::extend) for many receipts at once, each kept hidden for `visibility`
+    /// from now: one result per receipt, in the same order, with the same rules as
+    /// [`delete_batch`](Self::delete_batch) (`ChangeMessageVisibilityBatch` on SQS).
+    async fn extend_batch(&self, receipts: &[Receipt], visibility: Duration) -> Vec<Result<()>>;
 
     /// Hands the message back: it becomes visible again after `delay` (backoff). The receipt is
     /// spent afterwards.

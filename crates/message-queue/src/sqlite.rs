@@ -5,14 +5,15 @@
 //! `receive` picks visible rows and hides them in one `BEGIN IMMEDIATE` transaction, which
 //! SQLite serialises across processes, so two consumers never hold the same message at once.
 //! `delete`, `extend`, `release` and `dead_letter` only touch a row whose token still matches
-//! the receipt; otherwise the receipt is stale and nothing changes. Long polls wake up at once
+//! the receipt; otherwise the receipt is stale and nothing changes. `delete_batch` and
+//! `extend_batch` do the same for many receipts in one write transaction. Long polls wake up at once
 //! for messages sent through the same [`SqliteQueue`] and poll every
 //! [`POLL_INTERVAL`] for the rest (other processes). The file runs in WAL mode with
 //! `synchronous=FULL` and a busy timeout; tables are prefixed `mq_`, so the file may also hold
 //! other data (it does not use `PRAGMA user_version`).
 
 use crate::common::{
-    check_duration, check_messages, check_receive, clean_reason, millis, now_ms, peek_limit,
+    check_duration, check_messages, check_receive, clean_reason, millis, now_ms, peek_limit, single,
 };
 use crate::{
     DEFAULT_MAX_RECEIVE_COUNT, DeadLetter, Delivery, MessageQueue, OutgoingMessage, QueueError,
@@ -219,6 +220,46 @@ impl SqliteQueue {
                 "an SQS receipt was passed to the embedded queue".into(),
             )),
         }
+    }
+
+    /// `delete_batch` / `extend_batch`: receipts of other queues fail alone with `Invalid`, the
+    /// rest are changed in one transaction; if that transaction fails, each of them fails with
+    /// its error.
+    async fn change_batch(&self, receipts: &[Receipt], change: RowChange) -> Vec<Result<()>> {
+        let mut results: Vec<Result<()>> = Vec::with_capacity(receipts.len());
+        let mut positions = Vec::new();
+        let mut owned = Vec::new();
+        for (i, receipt) in receipts.iter().enumerate() {
+            match self.own(receipt) {
+                Ok(r) => {
+                    positions.push(i);
+                    owned.push(r.clone());
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if owned.is_empty() {
+            return results;
+        }
+        match self
+            .with_conn(move |conn| change_rows(conn, &owned, change))
+            .await
+        {
+            Ok(held) => {
+                for (i, held) in positions.into_iter().zip(held) {
+                    if !held {
+                        results[i] = Err(stale(change.name()));
+                    }
+                }
+            }
+            Err(e) => {
+                for i in positions {
+                    results[i] = Err(e.clone());
+                }
+            }
+        }
+        results
     }
 
     /// One non-waiting receive.
@@ -523,6 +564,61 @@ fn receive_in(
     Ok(out)
 }
 
+/// What a batch does to each row its receipt still holds.
+#[derive(Debug, Clone, Copy)]
+enum RowChange {
+    Delete,
+    /// Hidden for this many milliseconds from the moment of the write.
+    Extend {
+        visibility_ms: i64,
+    },
+}
+
+impl RowChange {
+    fn name(self) -> &'static str {
+        match self {
+            RowChange::Delete => "delete",
+            RowChange::Extend { .. } => "extend",
+        }
+    }
+}
+
+/// Applies `change` to the row of every receipt in one write transaction. Returns, per receipt,
+/// whether its row was still held by it (false: stale, nothing changed).
+fn change_rows(
+    conn: &mut Connection,
+    receipts: &[SqliteReceipt],
+    change: RowChange,
+) -> Result<Vec<bool>> {
+    let tx = begin_write(conn)?;
+    let mut held = Vec::with_capacity(receipts.len());
+    {
+        let now = now_ms();
+        let mut stmt = match change {
+            RowChange::Delete => tx
+                .prepare_cached("DELETE FROM mq_messages WHERE seq = ?1 AND receipt = ?2")
+                .ctx("preparing delete")?,
+            RowChange::Extend { .. } => tx
+                .prepare_cached(
+                    "UPDATE mq_messages SET visible_at_ms = ?3 WHERE seq = ?1 AND receipt = ?2",
+                )
+                .ctx("preparing extend")?,
+        };
+        for r in receipts {
+            let changed = match change {
+                RowChange::Delete => stmt.execute(params![r.seq, r.token]),
+                RowChange::Extend { visibility_ms } => {
+                    stmt.execute(params![r.seq, r.token, now.saturating_add(visibility_ms)])
+                }
+            }
+            .ctx(change.name())?;
+            held.push(changed > 0);
+        }
+    }
+    tx.commit().ctx("committing batch")?;
+    Ok(held)
+}
+
 fn stale(what: &str) -> QueueError {
     QueueError::StaleReceipt(format!(
         "{what}: the message was deleted, released or dead-lettered already, or its visibility \
@@ -568,38 +664,28 @@ impl MessageQueue for SqliteQueue {
     }
 
     async fn delete(&self, receipt: &Receipt) -> Result<()> {
-        let r = self.own(receipt)?.clone();
-        let deleted = self
-            .with_conn(move |conn| {
-                conn.execute(
-                    "DELETE FROM mq_messages WHERE seq = ?1 AND receipt = ?2",
-                    params![r.seq, r.token],
-                )
-                .ctx("deleting message")
-            })
-            .await?;
-        if deleted == 0 {
-            return Err(stale("delete"));
-        }
-        Ok(())
+        single(self.delete_batch(std::slice::from_ref(receipt)).await)
     }
 
     async fn extend(&self, receipt: &Receipt, visibility: Duration) -> Result<()> {
-        check_duration("extend: visibility", visibility)?;
-        let r = self.own(receipt)?.clone();
-        let changed = self
-            .with_conn(move |conn| {
-                conn.execute(
-                    "UPDATE mq_messages SET visible_at_ms = ?3 WHERE seq = ?1 AND receipt = ?2",
-                    params![r.seq, r.token, now_ms().saturating_add(millis(visibility))],
-                )
-                .ctx("extending visibility")
-            })
-            .await?;
-        if changed == 0 {
-            return Err(stale("extend"));
+        single(
+            self.extend_batch(std::slice::from_ref(receipt), visibility)
+                .await,
+        )
+    }
+
+    async fn delete_batch(&self, receipts: &[Receipt]) -> Vec<Result<()>> {
+        self.change_batch(receipts, RowChange::Delete).await
+    }
+
+    async fn extend_batch(&self, receipts: &[Receipt], visibility: Duration) -> Vec<Result<()>> {
+        if let Err(e) = check_duration("extend: visibility", visibility) {
+            return vec![Err(e); receipts.len()];
         }
-        Ok(())
+        let change = RowChange::Extend {
+            visibility_ms: millis(visibility),
+        };
+        self.change_batch(receipts, change).await
     }
 
     async fn release(&self, receipt: &Receipt, delay: Duration) -> Result<()> {

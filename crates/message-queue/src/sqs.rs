@@ -10,6 +10,8 @@
 //! receive or extend call started, or [`LATENCY_ALLOWANCE`] before its response if the call
 //! took longer (a long poll), so it ends before SQS's own lease unless SQS answered more than
 //! that late; a request sent in the last moments of a lease can still race SQS's clock.
+//! `delete_batch` and `extend_batch` use `DeleteMessageBatch` / `ChangeMessageVisibilityBatch`
+//! with the same local checks and the same error mapping, entry by entry.
 
 use crate::common::{
     STRING_TYPE, ceil_secs, check_duration, check_messages, check_receive, clean_reason,
@@ -26,14 +28,16 @@ use aws_config::SdkConfig;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
-    Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
-    SendMessageBatchRequestEntry,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Most entries in one `SendMessageBatch` (the SQS limit).
+/// Most entries in one `SendMessageBatch`, `DeleteMessageBatch` or
+/// `ChangeMessageVisibilityBatch` (the SQS limit).
 pub const MAX_BATCH_ENTRIES: usize = 10;
 /// Attempts of one batch's failed entries before `send_batch` gives up on them.
 pub const SEND_ATTEMPTS: u32 = 4;
@@ -183,7 +187,7 @@ where
     R: std::fmt::Debug,
 {
     let code = err.code().unwrap_or("").to_string();
-    let message = err.message().unwrap_or("").to_ascii_lowercase();
+    let message = err.message().unwrap_or("").to_string();
     let detail = DisplayErrorContext(&err).to_string();
     if matches!(
         err,
@@ -191,9 +195,39 @@ where
     ) {
         return QueueError::Unavailable(format!("SQS {op} on {queue}: {detail}"));
     }
+    classify(op, queue, &code, &message, &detail).unwrap_or_else(|| {
+        QueueError::Internal(format!(
+            "SQS {op} on {queue} failed ({}): {detail}",
+            if code.is_empty() {
+                "no error code"
+            } else {
+                &code
+            }
+        ))
+    })
+}
+
+/// Maps one failed entry of a batch request, by its code like a whole request's error. An
+/// unknown code is transient when SQS says it was not the sender's fault.
+fn entry_error(op: &str, queue: &str, entry: &BatchResultErrorEntry) -> QueueError {
+    let code = entry.code();
+    let message = entry.message().unwrap_or("");
+    let detail = format!("{code}: {message}");
+    classify(op, queue, code, message, &detail).unwrap_or_else(|| {
+        if entry.sender_fault() {
+            QueueError::Internal(format!("SQS {op} on {queue} failed for an entry: {detail}"))
+        } else {
+            QueueError::Unavailable(format!("SQS {op} on {queue} failed for an entry: {detail}"))
+        }
+    })
+}
+
+/// The queue's error kind for an SQS error code, `None` for codes it does not know.
+fn classify(op: &str, queue: &str, code: &str, message: &str, detail: &str) -> Option<QueueError> {
+    let message = message.to_ascii_lowercase();
     // SQS speaks JSON but keeps the codes of its old query API (x-amzn-query-error), so both
     // spellings occur.
-    match code.as_str() {
+    Some(match code {
         "AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist" => {
             QueueError::NotReady(setup_hint(queue))
         }
@@ -228,18 +262,17 @@ where
         | "AWS.SimpleQueueService.BatchRequestTooLong"
         | "BatchRequestTooLong"
         | "AWS.SimpleQueueService.TooManyEntriesInBatchRequest"
-        | "TooManyEntriesInBatchRequest" => {
+        | "TooManyEntriesInBatchRequest"
+        | "AWS.SimpleQueueService.EmptyBatchRequest"
+        | "EmptyBatchRequest"
+        | "AWS.SimpleQueueService.BatchEntryIdsNotDistinct"
+        | "BatchEntryIdsNotDistinct"
+        | "AWS.SimpleQueueService.InvalidBatchEntryId"
+        | "InvalidBatchEntryId" => {
             QueueError::Invalid(format!("SQS {op} on {queue} ({code}): {detail}"))
         }
-        _ => QueueError::Internal(format!(
-            "SQS {op} on {queue} failed ({}): {detail}",
-            if code.is_empty() {
-                "no error code"
-            } else {
-                &code
-            }
-        )),
-    }
+        _ => return None,
+    })
 }
 
 fn build_error(what: &str, e: BuildError) -> QueueError {
@@ -326,6 +359,32 @@ fn batches(messages: &[OutgoingMessage]) -> Vec<std::ops::Range<usize>> {
         out.push(start..messages.len());
     }
     out
+}
+
+/// What `delete_batch` / `extend_batch` ask of SQS.
+#[derive(Debug, Clone, Copy)]
+enum BatchOp {
+    Delete,
+    /// Hidden for this many seconds from the request.
+    Extend {
+        secs: i32,
+    },
+}
+
+impl BatchOp {
+    fn name(self) -> &'static str {
+        match self {
+            BatchOp::Delete => "delete",
+            BatchOp::Extend { .. } => "extend",
+        }
+    }
+
+    fn request(self) -> &'static str {
+        match self {
+            BatchOp::Delete => "DeleteMessageBatch",
+            BatchOp::Extend { .. } => "ChangeMessageVisibilityBatch",
+        }
+    }
 }
 
 /// An SQS queue and, optionally, its dead-letter queue.
@@ -488,6 +547,161 @@ impl SqsQueue {
                 Err(err)
             }
         }
+    }
+
+    /// `delete_batch` / `extend_batch`: local checks first (a spent or lapsed lease is stale
+    /// without asking SQS), then requests of up to 10 entries. A receipt handle that occurs
+    /// twice is sent once (a request repeating a handle may be refused whole) and its later copies
+    /// get what a second call in a row would: a second delete is stale, a second extend shares
+    /// the first one's result.
+    async fn batch(&self, receipts: &[Receipt], op: BatchOp) -> Vec<Result<()>> {
+        let mut results: Vec<Result<()>> = vec![Ok(()); receipts.len()];
+        let mut pending: Vec<(usize, &SqsReceipt)> = Vec::new();
+        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
+        for (i, receipt) in receipts.iter().enumerate() {
+            let checked = self
+                .own(receipt)
+                .and_then(|r| r.check(op.name()).map(|()| r));
+            match checked {
+                Err(e) => results[i] = Err(e),
+                Ok(r) => match first_of.get(r.handle.as_str()) {
+                    Some(&first) => repeats.push((i, first)),
+                    None => {
+                        first_of.insert(&r.handle, i);
+                        pending.push((i, r));
+                    }
+                },
+            }
+        }
+        for chunk in pending.chunks(MAX_BATCH_ENTRIES) {
+            self.batch_request(chunk, op, &mut results).await;
+        }
+        for (i, first) in repeats {
+            results[i] = match (&results[first], op) {
+                (Ok(()), BatchOp::Delete) => Err(QueueError::StaleReceipt(
+                    "delete: the same receipt came earlier in this batch, which deleted the \
+                     message"
+                        .into(),
+                )),
+                (first_result, _) => first_result.clone(),
+            };
+        }
+        results
+    }
+
+    /// One `DeleteMessageBatch` or `ChangeMessageVisibilityBatch` of at most 10 entries, whose
+    /// ids are the entries' positions in the whole call. Writes each entry's result.
+    async fn batch_request(
+        &self,
+        chunk: &[(usize, &SqsReceipt)],
+        op: BatchOp,
+        results: &mut [Result<()>],
+    ) {
+        let start = Instant::now();
+        let answer = match op {
+            BatchOp::Delete => self.send_delete_batch(chunk).await,
+            BatchOp::Extend { secs } => self.send_change_visibility_batch(chunk, secs).await,
+        };
+        let (successful, failed) = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                for (i, _) in chunk {
+                    results[*i] = Err(e.clone());
+                }
+                return;
+            }
+        };
+        let base = lease_base(start);
+        let successful: HashSet<&str> = successful.iter().map(String::as_str).collect();
+        let failed: HashMap<&str, &BatchResultErrorEntry> =
+            failed.iter().map(|f| (f.id(), f)).collect();
+        for (i, r) in chunk {
+            let id = i.to_string();
+            results[*i] = if let Some(f) = failed.get(id.as_str()) {
+                let err = entry_error(op.request(), &self.name, f);
+                if matches!(err, QueueError::StaleReceipt(_)) {
+                    r.spend("find stale at SQS");
+                }
+                Err(err)
+            } else if successful.contains(id.as_str()) {
+                match op {
+                    BatchOp::Delete => r.spend("delete"),
+                    BatchOp::Extend { secs } => r.hold(base, secs),
+                }
+                Ok(())
+            } else {
+                // Assuming success could let the local lease outlive SQS's.
+                Err(QueueError::Internal(format!(
+                    "SQS {} on {}: the answer says nothing about entry {id}",
+                    op.request(),
+                    self.name
+                )))
+            };
+        }
+    }
+
+    /// Ids that succeeded and entries that failed, or the error of the whole request.
+    async fn send_delete_batch(
+        &self,
+        chunk: &[(usize, &SqsReceipt)],
+    ) -> Result<(Vec<String>, Vec<BatchResultErrorEntry>)> {
+        let entries = chunk
+            .iter()
+            .map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&r.handle)
+                    .build()
+                    .map_err(|e| build_error("delete batch entry", e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteMessageBatch", &self.name, e))?;
+        let ok = out
+            .successful()
+            .iter()
+            .map(|s| s.id().to_string())
+            .collect();
+        Ok((ok, out.failed().to_vec()))
+    }
+
+    async fn send_change_visibility_batch(
+        &self,
+        chunk: &[(usize, &SqsReceipt)],
+        secs: i32,
+    ) -> Result<(Vec<String>, Vec<BatchResultErrorEntry>)> {
+        let entries = chunk
+            .iter()
+            .map(|(i, r)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&r.handle)
+                    .visibility_timeout(secs)
+                    .build()
+                    .map_err(|e| build_error("visibility batch entry", e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = self
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| sdk_error("ChangeMessageVisibilityBatch", &self.name, e))?;
+        let ok = out
+            .successful()
+            .iter()
+            .map(|s| s.id().to_string())
+            .collect();
+        Ok((ok, out.failed().to_vec()))
     }
 }
 
@@ -718,6 +932,20 @@ impl MessageQueue for SqsQueue {
         Ok(())
     }
 
+    async fn delete_batch(&self, receipts: &[Receipt]) -> Vec<Result<()>> {
+        self.batch(receipts, BatchOp::Delete).await
+    }
+
+    async fn extend_batch(&self, receipts: &[Receipt], visibility: Duration) -> Vec<Result<()>> {
+        if let Err(e) = check_duration("extend: visibility", visibility) {
+            return vec![Err(e); receipts.len()];
+        }
+        let op = BatchOp::Extend {
+            secs: ceil_secs(visibility),
+        };
+        self.batch(receipts, op).await
+    }
+
     async fn release(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
         check_duration("release: delay", delay)?;
         let r = self.own(receipt)?;
@@ -940,6 +1168,44 @@ mod tests {
         let three = vec![big.clone(), big.clone(), big];
         assert_eq!(batches(&three), vec![0..2, 2..3]);
         assert!(batches(&[]).is_empty());
+    }
+
+    #[test]
+    fn failed_batch_entries_map_like_whole_calls() {
+        let entry = |code: &str, message: &str, sender_fault: bool| {
+            BatchResultErrorEntry::builder()
+                .id("3")
+                .code(code)
+                .message(message)
+                .sender_fault(sender_fault)
+                .build()
+                .expect("entry")
+        };
+        let op = "DeleteMessageBatch";
+        for stale in [
+            entry("ReceiptHandleIsInvalid", "not a valid receipt handle", true),
+            entry("AWS.SimpleQueueService.MessageNotInflight", "", true),
+            entry(
+                "InvalidParameterValue",
+                "Value x for parameter ReceiptHandle is invalid. Reason: The receipt handle has \
+                 expired.",
+                true,
+            ),
+        ] {
+            let err = entry_error(op, "q", &stale);
+            assert!(matches!(err, QueueError::StaleReceipt(_)), "{err:?}");
+        }
+        let throttled = entry_error(op, "q", &entry("RequestThrottled", "slow down", false));
+        assert!(throttled.is_transient(), "{throttled:?}");
+        let unknown_theirs = entry_error(op, "q", &entry("SomethingNew", "oops", false));
+        assert!(unknown_theirs.is_transient(), "{unknown_theirs:?}");
+        let unknown_ours = entry_error(op, "q", &entry("SomethingNew", "oops", true));
+        assert!(
+            matches!(unknown_ours, QueueError::Internal(_)),
+            "{unknown_ours:?}"
+        );
+        let invalid = entry_error(op, "q", &entry("InvalidParameterValue", "too long", true));
+        assert!(matches!(invalid, QueueError::Invalid(_)), "{invalid:?}");
     }
 
     #[test]

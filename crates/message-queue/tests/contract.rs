@@ -142,6 +142,10 @@ contract!(
     long_poll_returns_when_a_message_arrives,
     approximate_depth_counts_visible_messages,
     bad_arguments_are_invalid_and_change_nothing,
+    delete_batch_removes_exactly_the_messages_named,
+    a_stale_receipt_fails_alone_in_a_batch,
+    extend_batch_keeps_them_hidden_past_the_original_timeout,
+    empty_batches_do_nothing,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -202,6 +206,39 @@ async fn receive_one_within(
             Instant::now() < deadline,
             "no message became visible within {within:?}"
         );
+    }
+}
+
+/// Receives until `count` messages are held (each for `visibility`); fails after `within`.
+async fn receive_n(
+    q: &dyn MessageQueue,
+    count: usize,
+    within: Duration,
+    visibility: Duration,
+) -> Vec<Delivery> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "received only {} of {count} messages within {within:?}",
+            got.len()
+        );
+        let want = (count - got.len()).min(10) as u32;
+        got.extend(q.receive(want, SECOND, visibility).await.expect("receive"));
+    }
+    assert_eq!(got.len(), count, "received more than asked for");
+    got
+}
+
+fn assert_all_ok(what: &str, results: &[Result<(), QueueError>], expected_len: usize) {
+    assert_eq!(
+        results.len(),
+        expected_len,
+        "{what}: one result per receipt"
+    );
+    for (i, r) in results.iter().enumerate() {
+        assert!(r.is_ok(), "{what}: entry {i} failed: {r:?}");
     }
 }
 
@@ -597,9 +634,186 @@ async fn bad_arguments_are_invalid_and_change_nothing(b: &Backend) {
         q.release(&d.receipt, Duration::from_secs(12 * 3600 + 1))
             .await,
     );
+    let too_long = q
+        .extend_batch(
+            std::slice::from_ref(&d.receipt),
+            Duration::from_secs(12 * 3600 + 1),
+        )
+        .await;
+    assert_eq!(too_long.len(), 1);
+    assert_invalid(
+        "extend_batch over 12 h",
+        too_long.into_iter().next().expect("one result"),
+    );
     // None of that touched the message: the receipt still holds it.
     q.delete(&d.receipt).await.expect("delete");
     assert!(q.dead_letters(10).await.expect("dead_letters").is_empty());
+}
+
+async fn delete_batch_removes_exactly_the_messages_named(b: &Backend) {
+    let q = b.queue.as_ref();
+    // More than one SQS batch request (10 entries each) in one call.
+    q.send_batch((0..25).map(message).collect())
+        .await
+        .expect("send_batch");
+    let visibility = Duration::from_secs(3);
+    let held = receive_n(q, 25, Duration::from_secs(10), visibility).await;
+    let kept: Vec<&Delivery> = held.iter().step_by(5).collect();
+    let deleted: Vec<&Delivery> = held
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 != 0)
+        .map(|(_, d)| d)
+        .collect();
+    let receipts: Vec<_> = deleted.iter().map(|d| d.receipt.clone()).collect();
+    let results = q.delete_batch(&receipts).await;
+    assert_all_ok("delete_batch of 20 held messages", &results, 20);
+
+    // Once the visibility timeout is over, the five not named come back, and only they.
+    let back = receive_n(q, kept.len(), Duration::from_secs(8), HOLD).await;
+    let mut back_ids: Vec<&str> = back.iter().map(|d| d.message_id.as_str()).collect();
+    let mut kept_ids: Vec<&str> = kept.iter().map(|d| d.message_id.as_str()).collect();
+    back_ids.sort_unstable();
+    kept_ids.sort_unstable();
+    assert_eq!(back_ids, kept_ids, "the messages not deleted come back");
+    assert!(back.iter().all(|d| d.receive_count == 2), "{back:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_nothing_visible(q, "after the deleted messages' visibility timeout").await;
+
+    let receipts: Vec<_> = back.iter().map(|d| d.receipt.clone()).collect();
+    assert_all_ok(
+        "delete_batch of the rest",
+        &q.delete_batch(&receipts).await,
+        5,
+    );
+    assert_depth(q, 0).await;
+    // Spent receipts: a second delete of each is stale.
+    for (i, r) in q.delete_batch(&receipts).await.into_iter().enumerate() {
+        assert_stale(&format!("second delete_batch, entry {i}"), r);
+    }
+}
+
+async fn a_stale_receipt_fails_alone_in_a_batch(b: &Backend) {
+    let q = b.queue.as_ref();
+    q.send_batch(vec![message(1)]).await.expect("send");
+    let lapsed = receive_one_within(q, Duration::from_secs(5), SECOND).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let current = receive_one_within(q, Duration::from_secs(5), HOLD).await;
+    assert_eq!(current.message_id, lapsed.message_id);
+    q.send_batch(vec![message(2), message(3)])
+        .await
+        .expect("send");
+    let others = receive_n(q, 2, Duration::from_secs(5), HOLD).await;
+
+    let mixed = [
+        others[0].receipt.clone(),
+        lapsed.receipt.clone(),
+        others[1].receipt.clone(),
+    ];
+    let extended = q.extend_batch(&mixed, HOLD).await;
+    assert_eq!(extended.len(), 3, "{extended:?}");
+    let mut extended = extended.into_iter();
+    extended
+        .next()
+        .expect("0")
+        .expect("extend of a held message");
+    assert_stale(
+        "extend through the lapsed receipt",
+        extended.next().expect("1"),
+    );
+    extended
+        .next()
+        .expect("2")
+        .expect("extend of a held message");
+
+    let deleted = q.delete_batch(&mixed).await;
+    assert_eq!(deleted.len(), 3, "{deleted:?}");
+    let mut deleted = deleted.into_iter();
+    deleted
+        .next()
+        .expect("0")
+        .expect("delete of a held message");
+    assert_stale(
+        "delete through the lapsed receipt",
+        deleted.next().expect("1"),
+    );
+    deleted
+        .next()
+        .expect("2")
+        .expect("delete of a held message");
+    // The current holder is undisturbed.
+    assert_nothing_visible(q, "after the batch with the lapsed receipt").await;
+    assert_depth(q, 0).await;
+
+    // An already spent receipt, the current one, and the current one again: the second delete
+    // through the same receipt finds it spent, as two calls in a row would.
+    let again = q
+        .delete_batch(&[
+            others[0].receipt.clone(),
+            current.receipt.clone(),
+            current.receipt.clone(),
+        ])
+        .await;
+    assert_eq!(again.len(), 3, "{again:?}");
+    let mut again = again.into_iter();
+    assert_stale(
+        "delete_batch through a spent receipt",
+        again.next().expect("0"),
+    );
+    again
+        .next()
+        .expect("1")
+        .expect("delete through the current receipt");
+    assert_stale(
+        "the same receipt twice in a batch",
+        again.next().expect("2"),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_nothing_visible(q, "after deleting everything").await;
+    assert!(q.dead_letters(10).await.expect("dead_letters").is_empty());
+}
+
+async fn extend_batch_keeps_them_hidden_past_the_original_timeout(b: &Backend) {
+    let q = b.queue.as_ref();
+    q.send_batch((0..3).map(message).collect())
+        .await
+        .expect("send");
+    let held = receive_n(q, 3, Duration::from_secs(5), Duration::from_secs(2)).await;
+    let receipts: Vec<_> = held.iter().map(|d| d.receipt.clone()).collect();
+    let extended_at = Instant::now();
+    assert_all_ok(
+        "extend_batch",
+        &q.extend_batch(&receipts, Duration::from_secs(4)).await,
+        3,
+    );
+    // Past the original 2 s (and then some), still hidden.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_nothing_visible(q, "past the original 2 s timeout, after extending to 4 s").await;
+
+    let again = receive_n(q, 3, Duration::from_secs(8), HOLD).await;
+    assert!(
+        extended_at.elapsed() >= Duration::from_millis(3_800),
+        "visible again after {:?}, before the 4 s extension ran out",
+        extended_at.elapsed()
+    );
+    assert!(again.iter().all(|d| d.receive_count == 2), "{again:?}");
+    let receipts: Vec<_> = again.iter().map(|d| d.receipt.clone()).collect();
+    assert_all_ok("delete_batch", &q.delete_batch(&receipts).await, 3);
+    assert_depth(q, 0).await;
+}
+
+async fn empty_batches_do_nothing(b: &Backend) {
+    let q = b.queue.as_ref();
+    q.send_batch(vec![message(1)]).await.expect("send");
+    let d = receive_one_within(q, Duration::from_secs(5), Duration::from_secs(2)).await;
+    assert!(q.delete_batch(&[]).await.is_empty());
+    assert!(q.extend_batch(&[], HOLD).await.is_empty());
+    // Neither touched the held message: it comes back after its own 2 s.
+    let again = receive_one_within(q, Duration::from_secs(6), HOLD).await;
+    assert_eq!(again.message_id, d.message_id);
+    assert_eq!(again.receive_count, 2);
+    q.delete(&again.receipt).await.expect("delete");
+    assert_depth(q, 0).await;
 }
 
 fn now_ms() -> i64 {

@@ -12,9 +12,12 @@ pub use service_runtime::{DEFAULT_QUEUE_URL, DEFAULT_SOURCE_URL, PipelineArgs};
 
 /// The comparison service as `comparison` serves it by default.
 pub const DEFAULT_COMPARISON_URL: &str = "http://127.0.0.1:50051";
-/// Shortest visibility timeout accepted: the heartbeat extends every third of it, and SQS counts
-/// in whole seconds.
+/// Shortest visibility timeout accepted: the lease keeper looks at it every sixth of it, and SQS
+/// counts in whole seconds.
 pub const MIN_VISIBILITY: Duration = Duration::from_secs(1);
+/// Longest `SENDER_DELETE_LINGER` and `SENDER_RECEIVE_LINGER`: they are meant to be
+/// milliseconds; seconds would only hold jobs up (a typo like `20s` for `20ms` is refused).
+pub const MAX_LINGER: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +33,8 @@ pub struct Cli {
     pub run: Settings,
 }
 
+// Parsed once at start; boxing `Settings` would only add a dereference to every match on it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Take jobs from the queue and submit them (the default).
@@ -66,8 +71,8 @@ pub struct Settings {
     /// Jobs worked on at once.
     #[arg(long, env = "SENDER_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
-    /// How long a received job stays hidden from other senders; a heartbeat renews it every
-    /// third of this while the job runs.
+    /// How long a received job stays hidden from other senders; the lease keeper renews it
+    /// while the job runs, once less than half of it is left.
     #[arg(long, env = "SENDER_VISIBILITY", default_value = "60s", value_parser = parse_duration)]
     pub visibility: Duration,
     /// Long-poll wait of one receive (at most 20s).
@@ -99,6 +104,15 @@ pub struct Settings {
     /// On SIGTERM, how long jobs in flight may take to finish before they are handed back.
     #[arg(long, env = "SENDER_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// How long a finished job's delete waits for others to share one batch call (up to 10
+    /// messages per call); 0 sends whatever is pending at once.
+    #[arg(long, env = "SENDER_DELETE_LINGER", default_value = "20ms", value_parser = parse_duration)]
+    pub delete_linger: Duration,
+    /// After a job slot frees up, how long to wait for more free slots (up to 10, or the
+    /// concurrency) before receiving, so that one receive fetches several jobs; 0 receives at
+    /// once for the slots free then.
+    #[arg(long, env = "SENDER_RECEIVE_LINGER", default_value = "50ms", value_parser = parse_duration)]
+    pub receive_linger: Duration,
 }
 
 impl Settings {
@@ -168,6 +182,17 @@ impl Settings {
                 message_queue::MAX_VISIBILITY / 2,
                 self.backoff_max
             );
+        }
+        for (name, linger) in [
+            ("SENDER_DELETE_LINGER (--delete-linger)", self.delete_linger),
+            (
+                "SENDER_RECEIVE_LINGER (--receive-linger)",
+                self.receive_linger,
+            ),
+        ] {
+            if linger > MAX_LINGER {
+                bail!("{name} must be at most {MAX_LINGER:?}, got {linger:?}");
+            }
         }
         object_source::parse_url(&self.pipeline.source)
             .map_err(|e| anyhow::anyhow!("SOURCE_URL (--source): {e}"))?;

@@ -5,7 +5,8 @@
 //! an idempotency key naming the file version read).
 //!
 //! `config` reads settings, `startup` builds the sender and runs the receive loop, `worker`
-//! handles one delivery, `document` parses files, `rpc` talks to the comparison service,
+//! handles one delivery, `lease` keeps the messages of jobs in flight hidden, `deletes` batches
+//! the deletes of finished jobs, `document` parses files, `rpc` talks to the comparison service,
 //! `outcome` classifies its errors, `backoff` and `breaker` decide when to try again, `stats`
 //! counts what happened and `dead_letters` prints the dead letters for operators.
 //! `docs/sender.md` describes the behaviour.
@@ -14,7 +15,9 @@ pub mod backoff;
 pub mod breaker;
 pub mod config;
 pub mod dead_letters;
+pub mod deletes;
 pub mod document;
+pub mod lease;
 pub mod outcome;
 pub mod rpc;
 pub mod startup;

@@ -1,13 +1,18 @@
 //! Builds the sender (queue, object source, comparison channel) and runs its receive loop:
-//! bounded concurrency, the circuit breaker in front of `receive`, and graceful shutdown.
+//! bounded concurrency, the circuit breaker in front of `receive`, fuller receives (after one job
+//! slot frees up, more are collected for up to `receive_linger`), the lease keeper and the delete
+//! batcher shared by all jobs, and graceful shutdown.
 //!
-//! Shutdown, in order: stop receiving at once (an ongoing long poll is cancelled); let the jobs
-//! in flight finish for up to the grace period; hand back the unfinished ones with delay 0 so
-//! another sender takes them immediately; return.
+//! Shutdown, in order: stop receiving at once (an ongoing long poll is cancelled) and stop
+//! lingering over deletes; let the jobs in flight finish for up to the grace period; hand back
+//! the unfinished ones with delay 0 so another sender takes them immediately; wait for the last
+//! deletes to be answered; return.
 
 use crate::backoff::Backoff;
 use crate::breaker::{Breaker, Prober};
 use crate::config::Settings;
+use crate::deletes::DeleteBatcher;
+use crate::lease::{self, LeaseKeeper};
 use crate::rpc::{self, Comparison};
 use crate::stats::{SenderStats, bump};
 use crate::worker::Worker;
@@ -19,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// After the grace period, how long handing back the unfinished jobs may take before the
 /// process stops anyway (those messages then come back after their visibility timeout).
@@ -42,6 +48,16 @@ impl Application {
         let queue = message_queue::open(&settings.pipeline.queue)
             .await
             .with_context(|| format!("opening queue {}", settings.pipeline.queue))?;
+        Self::build_with_queue(settings, queue).await
+    }
+
+    /// As [`build`](Self::build), with a queue opened by the caller instead of the one
+    /// `settings.pipeline.queue` names (for example a wrapper that counts the calls, in tests).
+    pub async fn build_with_queue(
+        settings: Settings,
+        queue: Arc<dyn MessageQueue>,
+    ) -> anyhow::Result<Self> {
+        settings.validate()?;
         let source = object_source::open(&settings.pipeline.source)
             .await
             .with_context(|| format!("opening object source {}", settings.pipeline.source))?;
@@ -87,6 +103,7 @@ impl Application {
             comparison: self.comparison.clone(),
             source: self.source.clone(),
         };
+        let (deletes, deleting) = DeleteBatcher::start(self.queue.clone(), s.delete_linger);
         let worker = Arc::new(Worker {
             queue: self.queue.clone(),
             source: self.source.clone(),
@@ -95,11 +112,14 @@ impl Application {
             breaker: breaker.clone(),
             stats: self.stats.clone(),
             backoff,
-            visibility: s.visibility,
+            leases: LeaseKeeper::start(self.queue.clone(), s.visibility),
+            deletes,
             max_file_bytes: s.max_file_bytes,
             unknown_recipe_attempts: s.unknown_recipe_attempts,
         });
         let permits = Arc::new(Semaphore::new(s.concurrency));
+        // One receive takes at most this many jobs, so it is what a full receive waits for.
+        let full = s.concurrency.min(MAX_RECEIVE_MESSAGES as usize);
         let (abandon, abandoned) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut queue_failures: u32 = 0;
@@ -113,14 +133,16 @@ impl Application {
         );
 
         tokio::pin!(shutdown);
-        loop {
+        'receiving: loop {
             reap(&mut tasks);
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 () = breaker.wait_until_closed(&prober) => {}
             }
-            // Wait for one free slot, then take whatever else is free, up to a receive's maximum.
+            // Wait for one free slot, then for more, up to a full receive, for at most the
+            // linger: a busy sender then receives several jobs per call instead of one each time
+            // a job finishes. Slots already free are taken without waiting.
             let first = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -130,14 +152,26 @@ impl Application {
                 },
             };
             let mut held = vec![first];
-            while held.len() < MAX_RECEIVE_MESSAGES as usize {
-                match permits.clone().try_acquire_owned() {
-                    Ok(p) => held.push(p),
-                    Err(_) => break,
+            let linger = tokio::time::sleep(s.receive_linger);
+            tokio::pin!(linger);
+            while held.len() < full {
+                if let Ok(p) = permits.clone().try_acquire_owned() {
+                    held.push(p);
+                    continue;
+                }
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break 'receiving,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(p) => held.push(p),
+                        Err(_) => break,
+                    },
+                    () = &mut linger => break,
                 }
             }
             // A job failing during the long poll opens the breaker: stop polling then, or the
             // poll would pick up the very jobs just handed back, spending their attempts.
+            let started = Instant::now();
             let received = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -147,9 +181,13 @@ impl Application {
             match received {
                 Ok(deliveries) => {
                     queue_failures = 0;
+                    let since = lease::lease_start(started);
                     for (delivery, permit) in deliveries.into_iter().zip(held) {
                         bump(&self.stats.received);
-                        tasks.spawn(worker.clone().handle(delivery, abandoned.clone(), permit));
+                        let job = worker
+                            .clone()
+                            .handle(delivery, since, abandoned.clone(), permit);
+                        tasks.spawn(job);
                     }
                 }
                 Err(e) => {
@@ -165,6 +203,8 @@ impl Application {
             }
         }
 
+        // Nothing is worth waiting for company any more.
+        worker.deletes.flush_now();
         let in_flight = tasks.len();
         tracing::info!(
             in_flight,
@@ -189,7 +229,20 @@ impl Application {
                     "could not hand back every job in time; they come back after their visibility timeout"
                 );
                 tasks.abort_all();
+                drain(&mut tasks).await;
             }
+        }
+        // The jobs are gone, and with them every other handle of the delete batcher: it ends
+        // once the deletes still in flight are answered.
+        drop(worker);
+        if tokio::time::timeout(HAND_BACK_TIMEOUT, deleting)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the last deletes did not finish in time; those messages come back after their \
+                 visibility timeout, as duplicates the comparison service recognises"
+            );
         }
         tracing::info!(stats = ?self.stats.snapshot(), "sender stopped");
         Ok(())

@@ -1,6 +1,8 @@
 //! One delivery from start to finish: parse the job, read the file, validate it, submit it, and
 //! settle the message with the queue (delete, release for a retry, or dead-letter with a
-//! reason), while a heartbeat keeps the message hidden from other senders.
+//! reason), while the lease keeper (`lease.rs`) keeps the message hidden from other senders.
+//! Deletes go through the delete batcher (`deletes.rs`), which shares one queue call among jobs
+//! that finish around the same time.
 //!
 //! The rule that keeps "nothing lost": a message is deleted only after the comparison service
 //! accepted the job, and dead-lettered only for failures that cannot go away by themselves.
@@ -10,7 +12,9 @@
 
 use crate::backoff::Backoff;
 use crate::breaker::{Breaker, Suspect};
+use crate::deletes::DeleteBatcher;
 use crate::document;
+use crate::lease::LeaseKeeper;
 use crate::outcome::{self, Failure};
 use crate::rpc::{Accepted, Comparison};
 use crate::stats::{SenderStats, bump};
@@ -20,6 +24,7 @@ use pipeline_job::{Job, JobKind};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::time::Instant;
 
 /// Tries of one queue call (delete, release, dead-letter) that fails transiently, before the
 /// message is left to its visibility timeout.
@@ -36,7 +41,10 @@ pub struct Worker {
     pub breaker: Arc<Breaker>,
     pub stats: Arc<SenderStats>,
     pub backoff: Backoff,
-    pub visibility: Duration,
+    /// Keeps the messages of jobs in flight hidden.
+    pub leases: LeaseKeeper,
+    /// Deletes the messages of finished jobs, several per queue call.
+    pub deletes: DeleteBatcher,
     pub max_file_bytes: u64,
     pub unknown_recipe_attempts: u32,
 }
@@ -58,7 +66,7 @@ enum Verdict {
 /// How a job task ended before settling.
 enum Ending {
     Worked(Verdict),
-    /// The heartbeat found the receipt stale: another consumer holds the message now.
+    /// The lease keeper found the receipt stale: another consumer holds the message now.
     LeaseLost(QueueError),
     /// Shutdown grace ran out.
     Abandoned,
@@ -66,22 +74,27 @@ enum Ending {
 
 impl Worker {
     /// Works on one delivery, holding `permit` (one unit of the concurrency limit) until done.
-    /// Returns when the message was settled, dropped as stale, or handed back because `abandon`
-    /// turned true (shutdown).
+    /// `received` is when its visibility timeout started (`lease::lease_start`). Returns when
+    /// the message was settled, dropped as stale, or handed back because `abandon` turned true
+    /// (shutdown).
     pub async fn handle(
         self: Arc<Self>,
         delivery: Delivery,
+        received: Instant,
         mut abandon: watch::Receiver<bool>,
         _permit: OwnedSemaphorePermit,
     ) {
+        // Kept until this function returns: settling may take retries, and the message must
+        // stay hidden meanwhile.
+        let mut lease = self.leases.hold(&delivery, received);
         let ending = tokio::select! {
             verdict = self.process(&delivery) => Ending::Worked(verdict),
-            lost = self.heartbeat(&delivery) => Ending::LeaseLost(lost),
+            lost = lease.lost() => Ending::LeaseLost(lost),
             _ = abandon.wait_for(|abandon| *abandon) => Ending::Abandoned,
         };
         match ending {
             Ending::Worked(verdict) => self.settle(&delivery, verdict).await,
-            Ending::LeaseLost(e) => self.dropped_as_stale(&delivery, "heartbeat", &e),
+            Ending::LeaseLost(e) => self.dropped_as_stale(&delivery, "lease", &e),
             Ending::Abandoned => self.hand_back(&delivery).await,
         }
     }
@@ -225,25 +238,6 @@ impl Worker {
         }
     }
 
-    /// Keeps the message hidden while the job runs, extending its visibility every third of the
-    /// timeout. Returns only when the receipt is stale (someone else has the message now).
-    async fn heartbeat(&self, delivery: &Delivery) -> QueueError {
-        let every = self.visibility / 3;
-        loop {
-            tokio::time::sleep(every).await;
-            match self.queue.extend(&delivery.receipt, self.visibility).await {
-                Ok(()) => {}
-                Err(e @ QueueError::StaleReceipt(_)) => return e,
-                // The next beat may get through; two more are left before the lease lapses.
-                Err(e) => tracing::warn!(
-                    message_id = %delivery.message_id,
-                    error = %e,
-                    "heartbeat failed; trying again at the next beat"
-                ),
-            }
-        }
-    }
-
     /// Tells the queue the verdict, counts and logs it.
     async fn settle(&self, delivery: &Delivery, verdict: Verdict) {
         let attempt = delivery.receive_count;
@@ -281,7 +275,9 @@ impl Worker {
                     ),
                 }
                 if let Err(Some(_)) = self
-                    .with_tries("delete", delivery, || self.queue.delete(&delivery.receipt))
+                    .with_tries("delete", delivery, || {
+                        self.deletes.delete(&delivery.receipt)
+                    })
                     .await
                 {
                     // The job is done; the redelivery will be a replay the service recognises.

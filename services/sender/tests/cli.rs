@@ -141,6 +141,8 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(s.backoff_base, Duration::from_secs(1));
     assert_eq!(s.backoff_max, Duration::from_secs(60));
     assert_eq!(s.shutdown_grace, Duration::from_secs(20));
+    assert_eq!(s.delete_linger, Duration::from_millis(20));
+    assert_eq!(s.receive_linger, Duration::from_millis(50));
     s.validate().expect("the defaults are valid");
 }
 
@@ -173,6 +175,10 @@ fn flags_are_parsed_with_and_without_run() {
             "30s",
             "--shutdown-grace",
             "45s",
+            "--delete-linger",
+            "5ms",
+            "--receive-linger",
+            "0",
         ]);
         let cli = Cli::parse_from(argv);
         let s = match cli.command {
@@ -192,6 +198,8 @@ fn flags_are_parsed_with_and_without_run() {
         assert_eq!(s.backoff_base, Duration::from_millis(250));
         assert_eq!(s.backoff_max, Duration::from_secs(30));
         assert_eq!(s.shutdown_grace, Duration::from_secs(45));
+        assert_eq!(s.delete_linger, Duration::from_millis(5));
+        assert_eq!(s.receive_linger, Duration::ZERO);
         s.validate().expect("valid");
     }
 }
@@ -221,6 +229,14 @@ fn impossible_settings_are_refused_by_name() {
         (
             "SENDER_BACKOFF_BASE",
             Box::new(|s| s.backoff_base = Duration::from_secs(120)),
+        ),
+        (
+            "SENDER_DELETE_LINGER",
+            Box::new(|s| s.delete_linger = Duration::from_secs(20)),
+        ),
+        (
+            "SENDER_RECEIVE_LINGER",
+            Box::new(|s| s.receive_linger = Duration::from_secs(2)),
         ),
         (
             "SOURCE_URL",

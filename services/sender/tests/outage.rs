@@ -7,10 +7,10 @@ mod support;
 use pipeline_job::JobKind;
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::{Pipeline, eventually, free_port, make_json, recipe_json, spawn_sender};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use support::{
+    Pipeline, delaying_proxy, eventually, free_port, make_json, recipe_json, spawn_sender,
+};
+use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 #[tokio::test]
@@ -85,8 +85,8 @@ async fn a_slow_job_keeps_its_message_hidden_and_is_delivered_once() {
     .await;
     sender.stop().await.expect("sender stops cleanly");
     let s = stats.snapshot();
-    // Without the heartbeat the message would have been visible again after 1 s and received
-    // a second time by this very sender.
+    // Without the lease keeper the message would have been visible again after 1 s and
+    // received a second time by this very sender.
     assert_eq!(s.received, 1, "no second delivery: {s:?}");
     assert_eq!((s.stale, s.retried, s.duplicates), (0, 0, 0), "{s:?}");
     assert_eq!(cmp.recipe("slow").await.map(|r| r.version), Some(1));
@@ -134,64 +134,6 @@ async fn shutdown_hands_unfinished_jobs_back_at_once() {
         .expect("receive");
     assert_eq!(again.len(), 2, "both jobs are visible again at once");
     assert!(p.dead_letters().await.is_empty());
-}
-
-/// A TCP proxy to `upstream` that delivers everything the client sends `delay` late (as a
-/// slow network or an overloaded service would); answers come back unchanged. The delay is a
-/// constant latency, not a pause per chunk, so it does not add up over a connection.
-async fn delaying_proxy(upstream: SocketAddr, delay: Duration) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-    let addr = listener.local_addr().expect("proxy address");
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(server) = TcpStream::connect(upstream).await else {
-                    return;
-                };
-                let _ = client.set_nodelay(true);
-                let _ = server.set_nodelay(true);
-                let (client_read, mut client_write) = client.into_split();
-                let (mut server_read, server_write) = server.into_split();
-                tokio::spawn(delayed_copy(client_read, server_write, delay));
-                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-            });
-        }
-    });
-    addr
-}
-
-/// Copies `from` to `to`, each chunk written `delay` after it was read.
-async fn delayed_copy(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    delay: Duration,
-) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
-    let writer = tokio::spawn(async move {
-        while let Some((due, chunk)) = rx.recv().await {
-            tokio::time::sleep_until(due).await;
-            if to.write_all(&chunk).await.is_err() {
-                return;
-            }
-        }
-        let _ = to.shutdown().await;
-    });
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if tx
-                    .send((Instant::now() + delay, buf[..n].to_vec()))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        }
-    }
-    drop(tx);
-    let _ = writer.await;
 }
 
 /// A listener that accepts connections and never reads or answers, held open for the test.

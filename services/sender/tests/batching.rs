@@ -1,0 +1,209 @@
+//! How many queue calls the sender makes per job: a receive collects several jobs, the deletes of
+//! jobs that finish together share one call, and a lease is extended only when its job outlives
+//! half of its visibility timeout (then in batches). The sender runs on a wrapper that counts its
+//! calls to the real embedded queue; the assertions are on those counts, not on timings.
+
+mod support;
+
+use message_queue::OutgoingMessage;
+use pipeline_job::JobKind;
+use std::time::Duration;
+use support::{
+    CountingQueue, Pipeline, delaying_proxy, eventually, recipe_json, spawn_sender_with_queue,
+};
+
+/// Writes `count` recipe files and queues their jobs in one call, before any sender runs.
+async fn queue_recipes(p: &Pipeline, prefix: &str, count: usize) {
+    let mut messages = Vec::with_capacity(count);
+    for i in 0..count {
+        let id = format!("{prefix}{i}");
+        let job = p
+            .put(
+                JobKind::Recipe,
+                &format!("recipes/{id}.json"),
+                recipe_json(&id),
+            )
+            .await;
+        messages.push(OutgoingMessage::new(job.to_json()));
+    }
+    p.queue.send_batch(messages).await.expect("send jobs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quick_jobs_share_receives_and_deletes() {
+    const JOBS: u64 = 100;
+    let p = Pipeline::new().await;
+    let cmp = p.start_comparison().await;
+    queue_recipes(&p, "q", JOBS as usize).await;
+    let mut settings = p.settings(cmp.addr);
+    settings.concurrency = 10;
+    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
+    let sender = spawn_sender_with_queue(settings, queue).await;
+    let stats = sender.stats.clone();
+
+    eventually("every job is processed", || async {
+        (stats.snapshot().recipes_processed >= JOBS).then_some(())
+    })
+    .await;
+    sender.stop().await.expect("sender stops cleanly");
+    // Stopping waited for the last deletes, so the counts are final.
+    let c = calls.snapshot();
+    let s = stats.snapshot();
+
+    // Exactly once: one delivery per job, each deleted after it was accepted.
+    assert_eq!((s.received, s.recipes_processed), (JOBS, JOBS), "{s:?}");
+    assert_eq!((s.duplicates, s.retried, s.stale), (0, 0, 0), "{s:?}");
+    assert_eq!(c.received, JOBS, "{c:?}");
+    assert_eq!(c.deleted, JOBS, "{c:?}");
+    assert_eq!(c.release + c.dead_letter, 0, "{c:?}");
+    for i in 0..JOBS {
+        let version = cmp.recipe(&format!("q{i}")).await.map(|r| r.version);
+        assert_eq!(version, Some(1), "recipe q{i}");
+    }
+    assert_eq!(p.depth().await, 0);
+    // Deletes go in batches: far fewer calls than jobs, and no single deletes.
+    assert_eq!(c.delete, 0, "single deletes: {c:?}");
+    assert!(
+        c.delete_batch <= JOBS / 3,
+        "{} delete calls: {c:?}",
+        c.delete_batch
+    );
+    assert!(c.largest_delete_batch > 1, "{c:?}");
+    // Receives are full: at most a few per 10 jobs.
+    assert!(
+        c.receive_with_messages <= JOBS * 3 / 10,
+        "{} receives brought jobs: {c:?}",
+        c.receive_with_messages
+    );
+    // Quick jobs need no extension of their leases.
+    assert_eq!(c.extend_calls(), 0, "{c:?}");
+    cmp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_busy_sender_receives_several_jobs_per_call() {
+    const JOBS: u64 = 100;
+    let p = Pipeline::new().await;
+    let cmp = p.start_comparison().await;
+    queue_recipes(&p, "r", JOBS as usize).await;
+    let mut settings = p.settings(cmp.addr);
+    settings.concurrency = 10;
+    // Deletes one by one, so jobs free their slots one at a time rather than in groups (as
+    // batched deletes would): only the receive linger then gathers slots for a full receive.
+    settings.delete_linger = Duration::ZERO;
+    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
+    let sender = spawn_sender_with_queue(settings, queue).await;
+    let stats = sender.stats.clone();
+
+    eventually("every job is processed", || async {
+        (stats.snapshot().recipes_processed >= JOBS).then_some(())
+    })
+    .await;
+    sender.stop().await.expect("sender stops cleanly");
+    let c = calls.snapshot();
+    let s = stats.snapshot();
+    assert_eq!((s.received, s.recipes_processed), (JOBS, JOBS), "{s:?}");
+    assert_eq!((c.received, c.deleted), (JOBS, JOBS), "{c:?}");
+    // About one receive per 10 jobs; receiving for whatever slot was free at the moment makes
+    // one for every two or three jobs.
+    assert!(
+        c.receive_with_messages <= JOBS / 5,
+        "{} receives brought jobs: {c:?}",
+        c.receive_with_messages
+    );
+    cmp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_done_within_half_their_visibility_cost_no_extend_call() {
+    let p = Pipeline::new().await;
+    let cmp = p.start_comparison().await;
+    // Each call takes about 3.3 s of an 8 s visibility: past the third of it at which a
+    // heartbeat every visibility/3 would extend, before the half at which the keeper does.
+    let proxy = delaying_proxy(cmp.addr, Duration::from_millis(3_300)).await;
+    queue_recipes(&p, "h", 3).await;
+    let mut settings = p.settings(proxy);
+    settings.visibility = Duration::from_secs(8);
+    settings.rpc_timeout = Duration::from_secs(30);
+    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
+    let sender = spawn_sender_with_queue(settings, queue).await;
+
+    eventually("the jobs are processed", || async {
+        (sender.snapshot().recipes_processed == 3).then_some(())
+    })
+    .await;
+    sender.stop().await.expect("sender stops cleanly");
+    let c = calls.snapshot();
+    assert_eq!((c.received, c.deleted), (3, 3), "{c:?}");
+    assert_eq!(c.extend_calls(), 0, "{c:?}");
+    cmp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_jobs_have_their_leases_extended_together_and_are_delivered_once() {
+    let p = Pipeline::new().await;
+    let cmp = p.start_comparison().await;
+    // Each call takes three visibility timeouts.
+    let proxy = delaying_proxy(cmp.addr, Duration::from_secs(3)).await;
+    queue_recipes(&p, "s", 3).await;
+    let mut settings = p.settings(proxy);
+    settings.visibility = Duration::from_secs(1);
+    settings.rpc_timeout = Duration::from_secs(30);
+    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
+    let sender = spawn_sender_with_queue(settings, queue).await;
+    let stats = sender.stats.clone();
+
+    eventually("the slow jobs are done", || async {
+        (stats.snapshot().recipes_processed == 3).then_some(())
+    })
+    .await;
+    sender.stop().await.expect("sender stops cleanly");
+    let c = calls.snapshot();
+    let s = stats.snapshot();
+    // Not redelivered while worked on, even though each job outlived its first lease 3 times.
+    assert_eq!(s.received, 3, "{s:?}");
+    assert_eq!((s.stale, s.retried, s.duplicates), (0, 0, 0), "{s:?}");
+    assert_eq!((c.received, c.deleted), (3, 3), "{c:?}");
+    // The three leases, received together, are extended together, in one call per round, and
+    // only when half the visibility is left (a heartbeat every visibility/3 per job would make
+    // about 27 calls).
+    assert_eq!(c.extend, 0, "single extends: {c:?}");
+    assert!(c.extend_batch >= 2, "{c:?}");
+    assert_eq!(c.largest_extend_batch, 3, "{c:?}");
+    assert!(
+        c.extend_batch <= 10,
+        "{} extend calls: {c:?}",
+        c.extend_batch
+    );
+    for i in 0..3 {
+        let version = cmp.recipe(&format!("s{i}")).await.map(|r| r.version);
+        assert_eq!(version, Some(1), "recipe s{i}");
+    }
+    assert!(p.dead_letters().await.is_empty());
+    cmp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_sends_the_pending_deletes_before_returning() {
+    let p = Pipeline::new().await;
+    let cmp = p.start_comparison().await;
+    queue_recipes(&p, "d", 1).await;
+    let mut settings = p.settings(cmp.addr);
+    // Far longer than the job: its delete is still lingering when the sender is stopped.
+    settings.delete_linger = Duration::from_secs(1);
+    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
+    let sender = spawn_sender_with_queue(settings, queue).await;
+    let stats = sender.stats.clone();
+
+    // Counted as processed just before its delete is handed to the batcher.
+    eventually("the job is accepted", || async {
+        (stats.snapshot().recipes_processed == 1).then_some(())
+    })
+    .await;
+    sender.stop().await.expect("sender stops cleanly");
+    let c = calls.snapshot();
+    assert_eq!((c.delete_batch, c.deleted), (1, 1), "{c:?}");
+    let s = stats.snapshot();
+    assert_eq!((s.released_at_shutdown, s.stale), (0, 0), "{s:?}");
+    cmp.stop().await;
+}
