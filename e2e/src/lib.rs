@@ -6,6 +6,7 @@
 //! The binaries are the ones cargo built beside the test (`target/<profile>/`); `scripts/test.sh`
 //! builds them before the tests run.
 
+pub mod traces;
 pub mod workload;
 
 use message_queue::MessageQueue;
@@ -373,6 +374,20 @@ impl Pipeline {
         let n = files.len();
         self.wait_until("the recipes stored", deadline, |m| m.len() >= n)
             .await;
+    }
+
+    /// Waits until `recipe_id` has `n` makes and returns them (through ListMakes).
+    pub async fn wait_for_makes(
+        &self,
+        recipe_id: &str,
+        n: u64,
+        deadline: Duration,
+    ) -> Vec<pb::Make> {
+        self.wait_until(&format!("{n} makes of {recipe_id}"), deadline, |m| {
+            m.get(recipe_id).copied().unwrap_or(0) >= n
+        })
+        .await;
+        self.list_makes(recipe_id).await
     }
 
     /// Every make of every recipe, through ListMakes.

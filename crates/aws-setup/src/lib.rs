@@ -3,8 +3,12 @@
 //! Everything comes from the SDK's normal sources (environment, profile, EKS Pod Identity /
 //! IRSA web identity), including `AWS_ENDPOINT_URL` for emulators such as moto. The one thing
 //! added here is a default region, so that a local run against an emulator needs no AWS profile.
+//! [`TraceCalls`] gives every client a span per API call.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+mod trace;
+pub use trace::TraceCalls;
 
 /// Region used when neither the environment nor a profile names one.
 pub const FALLBACK_REGION: &str = "us-east-1";

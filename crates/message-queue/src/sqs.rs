@@ -399,7 +399,11 @@ impl SqsQueue {
     /// Looks the queue (and the DLQ, if named) up. `NotReady` if either does not exist.
     pub async fn connect(config: &SdkConfig, name: &str, dlq: Option<&str>) -> Result<Self> {
         check_queue_name(name).map_err(QueueError::Invalid)?;
-        let client = Client::new(config);
+        let client = Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(config)
+                .interceptor(aws_setup::TraceCalls)
+                .build(),
+        );
         let url = queue_url(&client, name).await?;
         let dlq = match dlq {
             Some(dlq_name) => {

@@ -90,6 +90,7 @@ impl S3Source {
     pub fn new(config: &SdkConfig, bucket: &str, path_style: bool) -> Result<Self> {
         let s3_config = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(path_style)
+            .interceptor(aws_setup::TraceCalls)
             .build();
         Self::with_client(Client::from_conf(s3_config), bucket)
     }

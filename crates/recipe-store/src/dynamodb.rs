@@ -253,7 +253,9 @@ impl DynamoStore {
             client_config = client_config.behavior_version_latest();
         }
         let calls = Arc::new(AtomicU64::new(0));
-        client_config = client_config.interceptor(CountCalls(calls.clone()));
+        client_config = client_config
+            .interceptor(CountCalls(calls.clone()))
+            .interceptor(aws_setup::TraceCalls);
         Ok(Self {
             client: Client::from_conf(client_config.build()),
             calls,

@@ -119,7 +119,7 @@ fn client(config: &SdkConfig) -> Client {
     if config.behavior_version().is_none() {
         client_config = client_config.behavior_version_latest();
     }
-    Client::from_conf(client_config.build())
+    Client::from_conf(client_config.interceptor(aws_setup::TraceCalls).build())
 }
 
 /// Maps an SDK error onto the ledger's error kinds.

@@ -13,6 +13,7 @@ use recipe_store::{
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 /// Most ingredients/steps GetRecipeStats returns.
 const MAX_STATS_TOP: u32 = 100;
@@ -112,9 +113,25 @@ fn recipe_write(recipe: Option<pb::Recipe>, key: &str) -> Result<(Recipe, WriteO
 }
 
 /// Runs the diff off the async workers: a large recipe pair takes milliseconds of CPU.
+/// A span around one store operation; the backend's own calls (DynamoDB) nest inside it.
+fn store_span(operation: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "store",
+        otel.name = operation,
+        otel.status_code = tracing::field::Empty
+    )
+}
+
 async fn diff(original: Recipe, made: Recipe) -> Result<(Recipe, recipe_diff::RecipeDiff), Status> {
+    let span = tracing::info_span!(
+        "diff",
+        recipe_mesh.recipe_id = %original.recipe_id,
+        recipe_mesh.diff.summary = tracing::field::Empty,
+    );
     tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         let diff = recipe_diff::diff(&original, &made);
+        span.record("recipe_mesh.diff.summary", diff.summary.as_str());
         (made, diff)
     })
     .await
@@ -169,6 +186,7 @@ impl pb::comparison_service_server::ComparisonService for ComparisonApi {
         let req = request.into_inner();
         let (recipe, opts) = recipe_write(req.recipe, &req.idempotency_key)?;
         let id = recipe.recipe_id.clone();
+        telemetry::spans::record_subject(&id, "", opts.idempotency_key.as_deref().unwrap_or(""));
         let expected = (req.expected_version != 0).then_some(req.expected_version);
         let write = self
             .store
@@ -217,6 +235,7 @@ impl pb::comparison_service_server::ComparisonService for ComparisonApi {
         let make = finish(document("make", req.make), more)?;
         let recipe_id = make.recipe_id.clone();
         let make_id = make_id_for_key(&req.idempotency_key);
+        telemetry::spans::record_subject(&recipe_id, &make_id, &req.source);
         let version = (req.recipe_version != 0).then_some(req.recipe_version);
         let basis = match version {
             Some(_) => DiffBasis::Named,
@@ -230,6 +249,7 @@ impl pb::comparison_service_server::ComparisonService for ComparisonApi {
             let original = self
                 .store
                 .recipe_for_make(&recipe_id, version)
+                .instrument(store_span("store.recipe_for_make"))
                 .await
                 .map_err(|e| errors::from_store(e, "recipe", &recipe_id))?;
             let (compared, diff) = diff(original.recipe, make.clone()).await?;
@@ -243,7 +263,12 @@ impl pb::comparison_service_server::ComparisonService for ComparisonApi {
                 recorded_at_ms: now_ms(),
                 source: req.source.clone(),
             };
-            match self.store.record_make_on(new, basis).await {
+            match self
+                .store
+                .record_make_on(new, basis)
+                .instrument(store_span("store.record_make"))
+                .await
+            {
                 Err(StoreError::Stale(why)) if tries < STALE_RETRIES => {
                     tracing::debug!(%recipe_id, %make_id, %why, "recipe moved on; comparing again");
                 }

@@ -1,4 +1,4 @@
-//! Entry point: parse the command line, set up logging, then serve or migrate.
+//! Entry point: parse the command line, set up logging and tracing, then serve or migrate.
 
 use clap::Parser;
 use comparison::config::{Cli, Command};
@@ -8,8 +8,8 @@ use service_runtime::shutdown_signal;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init(telemetry::LogFormat::from_env());
-    match cli.command {
+    let telemetry = telemetry::init("comparison", telemetry::LogFormat::from_env());
+    let result = match cli.command {
         Some(Command::Migrate(store)) => {
             recipe_store::migrate(&store.url).await?;
             println!("store {} is ready", store.url);
@@ -17,7 +17,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Serve(settings)) => serve(settings).await,
         None => serve(cli.serve).await,
-    }
+    };
+    // Spans still buffered are sent before the process exits.
+    telemetry.shutdown_async().await;
+    result
 }
 
 async fn serve(settings: comparison::config::ServeSettings) -> anyhow::Result<()> {

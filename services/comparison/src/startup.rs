@@ -80,6 +80,7 @@ impl Application {
             .timeout(self.settings.request_timeout)
             .concurrency_limit_per_connection(self.settings.concurrency_per_connection)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .layer(telemetry::grpc::ServerTraceLayer)
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

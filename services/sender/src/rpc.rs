@@ -7,11 +7,13 @@ use anyhow::Context;
 use pipeline_job::Job;
 use recipe_proto::recipe::v1 as pb;
 use recipe_proto::recipe::v1::comparison_service_client::ComparisonServiceClient;
+use recipe_proto::recipe::v1::comparison_service_server::SERVICE_NAME;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tracing::Instrument;
 
 /// How often an HTTP/2 ping checks the connection, and how long its answer may take. A
 /// connection that died without a FIN (a node gone, a NAT entry dropped) is noticed within
@@ -92,7 +94,7 @@ impl Comparison {
         };
         let mut client = self.client.clone();
         let reply = self
-            .deadline(client.update_recipe(self.request(request)))
+            .traced("UpdateRecipe", request, |r| client.update_recipe(r))
             .await?;
         let version = reply.recipe.map(|r| r.version).unwrap_or_default();
         Ok(Accepted::Recipe {
@@ -116,7 +118,7 @@ impl Comparison {
         };
         let mut client = self.client.clone();
         let reply = self
-            .deadline(client.record_make(self.request(request)))
+            .traced("RecordMake", request, |r| client.record_make(r))
             .await?;
         let (make_id, recipe_version) = reply
             .make
@@ -134,7 +136,7 @@ impl Comparison {
     pub async fn check_health(&self) -> Result<(), String> {
         let mut health = self.health.clone();
         let request = tonic_health::pb::HealthCheckRequest {
-            service: recipe_proto::recipe::v1::comparison_service_server::SERVICE_NAME.into(),
+            service: SERVICE_NAME.into(),
         };
         match self.deadline(health.check(self.request(request))).await {
             Ok(reply) if reply.status == ServingStatus::Serving as i32 => Ok(()),
@@ -150,6 +152,25 @@ impl Comparison {
                 crate::outcome::describe(&status)
             )),
         }
+    }
+
+    /// One call of `method` in a client span whose trace context travels in the metadata, so the
+    /// comparison service's spans join the job's trace.
+    async fn traced<M, T, F>(
+        &self,
+        method: &str,
+        message: M,
+        call: impl FnOnce(Request<M>) -> F,
+    ) -> Result<T, Status>
+    where
+        F: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let span = telemetry::grpc::client_span(SERVICE_NAME, method);
+        let request = telemetry::grpc::with_context(&span, self.request(message));
+        let reply = self.deadline(call(request)).instrument(span.clone()).await;
+        let code = reply.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        telemetry::grpc::record_status(&span, code);
+        reply
     }
 
     /// A request carrying the deadline, so the server gives up when the sender does.

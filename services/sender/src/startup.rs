@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// After the grace period, how long handing back the unfinished jobs may take before the
 /// process stops anyway (those messages then come back after their visibility timeout).
@@ -176,7 +177,10 @@ impl Application {
                 biased;
                 () = &mut shutdown => break,
                 () = breaker.opened() => continue,
-                r = self.queue.receive(held.len() as u32, s.wait, s.visibility) => r,
+                r = self
+                    .queue
+                    .receive(held.len() as u32, s.wait, s.visibility)
+                    .instrument(receive_span(held.len())) => r,
             };
             match received {
                 Ok(deliveries) => {
@@ -288,4 +292,16 @@ fn log_queue_failure(e: &QueueError, pause: Duration) {
         // so the process stays up for whoever repairs the queue.
         tracing::error!(error = %e, retry_in = ?pause, "receiving failed; trying again");
     }
+}
+
+/// One receive call: its own short trace (each job it brings continues its file's trace).
+fn receive_span(max: usize) -> tracing::Span {
+    tracing::info_span!(
+        "jobs receive",
+        otel.kind = "consumer",
+        messaging.system = telemetry::spans::MESSAGING_QUEUE,
+        messaging.operation.type = "receive",
+        messaging.operation.name = "receive",
+        messaging.batch.message_count = max,
+    )
 }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Tries of one queue call (delete, release, dead-letter) that fails transiently, before the
 /// message is left to its visibility timeout.
@@ -87,16 +88,23 @@ impl Worker {
         // Kept until this function returns: settling may take retries, and the message must
         // stay hidden meanwhile.
         let mut lease = self.leases.hold(&delivery, received);
+        // The job continues the trace its watcher started (the context came with the message).
+        let span = job_span(&delivery);
+        telemetry::propagate::continue_from(&span, &delivery.attributes);
         let ending = tokio::select! {
-            verdict = self.process(&delivery) => Ending::Worked(verdict),
+            verdict = self.process(&delivery).instrument(span.clone()) => Ending::Worked(verdict),
             lost = lease.lost() => Ending::LeaseLost(lost),
             _ = abandon.wait_for(|abandon| *abandon) => Ending::Abandoned,
         };
-        match ending {
-            Ending::Worked(verdict) => self.settle(&delivery, verdict).await,
-            Ending::LeaseLost(e) => self.dropped_as_stale(&delivery, "lease", &e),
-            Ending::Abandoned => self.hand_back(&delivery).await,
+        async {
+            match ending {
+                Ending::Worked(verdict) => self.settle(&delivery, verdict).await,
+                Ending::LeaseLost(e) => self.dropped_as_stale(&delivery, "lease", &e),
+                Ending::Abandoned => self.hand_back(&delivery).await,
+            }
         }
+        .instrument(span)
+        .await
     }
 
     /// Decides what the delivery deserves. Never touches the queue.
@@ -117,6 +125,9 @@ impl Worker {
             kind: Some(job.kind),
         };
         let uri = job.object_uri();
+        let span = tracing::Span::current();
+        span.record("recipe_mesh.object.uri", uri.as_str());
+        span.record("recipe_mesh.job.kind", job.kind.as_str());
         // 2. ... about this sender's bucket (a job for another bucket would read the wrong file).
         if job.bucket != self.source.bucket() || job.scheme != self.scheme {
             return dead(format!(
@@ -128,7 +139,13 @@ impl Worker {
             ));
         }
         // 3. Read the file, never more than the limit.
-        let object = match self.source.get(&job.key, self.max_file_bytes).await {
+        let read = tracing::info_span!("object read", recipe_mesh.object.key = %job.key);
+        let object = match self
+            .source
+            .get(&job.key, self.max_file_bytes)
+            .instrument(read)
+            .await
+        {
             Ok(object) => object,
             Err(ObjectError::TooLarge { size, limit }) => {
                 return dead(format!(
@@ -392,4 +409,19 @@ impl Worker {
             "{what}: another consumer holds this job now; dropping it"
         );
     }
+}
+
+/// The consumer span of one delivery, under the trace of the file it names.
+fn job_span(delivery: &Delivery) -> tracing::Span {
+    tracing::info_span!(
+        "job process",
+        otel.kind = "consumer",
+        messaging.system = telemetry::spans::MESSAGING_QUEUE,
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.message.id = %delivery.message_id,
+        recipe_mesh.receive_count = delivery.receive_count,
+        recipe_mesh.job.kind = tracing::field::Empty,
+        recipe_mesh.object.uri = tracing::field::Empty,
+    )
 }

@@ -6,7 +6,7 @@
 //! lost. A notification that cannot be read goes to the events queue's DLQ with the reason.
 
 use crate::stats::WatcherStats;
-use message_queue::{Delivery, MessageQueue, OutgoingMessage, QueueError};
+use message_queue::{Delivery, MessageQueue, QueueError};
 use pipeline_job::{Classified, Detection, JOB_FORMAT_VERSION, Job, KeyLayout, s3_event};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,13 +84,9 @@ impl EventConsumer {
             }
         }
         let sent = jobs.len() as u64;
-        let messages = jobs
-            .iter()
-            .map(|j| OutgoingMessage::new(j.to_json()))
-            .collect();
         // On failure the notifications are not deleted: they come back after the visibility
         // timeout and are turned into jobs then.
-        self.jobs.send_batch(messages).await?;
+        crate::publish::send_jobs(self.jobs.as_ref(), &jobs).await?;
         for job in &jobs {
             tracing::info!(key = %job.key, etag = %job.etag, kind = job.kind.as_str(), "job queued");
             match job.kind {

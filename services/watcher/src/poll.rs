@@ -17,7 +17,7 @@
 
 use crate::seen_cache::SeenCache;
 use crate::stats::WatcherStats;
-use message_queue::{MessageQueue, OutgoingMessage};
+use message_queue::MessageQueue;
 use object_source::{ObjectMeta, ObjectSource};
 use pipeline_job::{Classified, Detection, JOB_FORMAT_VERSION, Job, JobKind, KeyLayout};
 use seen_ledger::{ObjectVersion, SeenLedger};
@@ -187,13 +187,11 @@ impl Poller {
         }
 
         let detected_at_ms = now_ms();
-        let messages: Vec<OutgoingMessage> = mine
+        let jobs: Vec<Job> = mine
             .iter()
-            .map(|(kind, object)| {
-                OutgoingMessage::new(self.job(*kind, object, detected_at_ms).to_json())
-            })
+            .map(|(kind, object)| self.job(*kind, object, detected_at_ms))
             .collect();
-        if let Err(e) = self.queue.send_batch(messages).await {
+        if let Err(e) = crate::publish::send_jobs(self.queue.as_ref(), &jobs).await {
             if let Err(release) = self.ledger.release(&claimed, &self.replica_id).await {
                 // The claims expire after the lease instead; the files are only delayed.
                 tracing::warn!(error = %release, "could not give back claims after a failed send");

@@ -52,7 +52,7 @@ impl Pipeline {
         // which the test harness does not capture.
         if std::env::var_os("RUST_LOG").is_some() {
             // Tests export no spans, so the guard is not kept.
-            telemetry::init(telemetry::LogFormat::Text);
+            let _ = telemetry::init("sender", telemetry::LogFormat::Text);
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let inbox = dir.path().join("inbox");

@@ -1,0 +1,119 @@
+//! Spans on both sides of a gRPC call, following the `rpc.*` semantic conventions.
+//!
+//! - Server: [`ServerTraceLayer`], a tower layer for `tonic::transport::Server::layer`, opens
+//!   one `SERVER` span per request named `package.Service/Method` (except the `grpc.*` health
+//!   and reflection services), continues the caller's trace
+//!   from the `traceparent` header, and records the gRPC status code (trailers-only error
+//!   responses carry it in the headers; a unary answer without one is OK).
+//! - Client: [`client_span`] names the `CLIENT` span, [`with_context`] puts its trace context
+//!   into the request metadata.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tracing::{Instrument, Span};
+
+/// A `CLIENT` span for calling `/service/method`.
+pub fn client_span(service: &str, method: &str) -> Span {
+    tracing::info_span!(
+        "grpc client",
+        otel.name = %format_args!("{service}/{method}"),
+        otel.kind = "client",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Records the outcome of a call on its span.
+pub fn record_status(span: &Span, code: tonic::Code) {
+    span.record("rpc.grpc.status_code", code as i32);
+    if code != tonic::Code::Ok {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// `request` with the trace context of `span` in its metadata.
+pub fn with_context<T>(span: &Span, mut request: tonic::Request<T>) -> tonic::Request<T> {
+    crate::propagate::inject_metadata(span, request.metadata_mut());
+    request
+}
+
+/// Traces every request a tonic server handles.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerTraceLayer;
+
+impl<S> tower::Layer<S> for ServerTraceLayer {
+    type Service = ServerTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerTrace { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerTrace<S> {
+    inner: S,
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for ServerTrace<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        // Health checks and reflection (`/grpc.health.v1...`, `/grpc.reflection...`) come every
+        // few seconds from probes and tools: tracing them would bury the makes.
+        if path.starts_with("/grpc.") {
+            return Box::pin(self.inner.call(request));
+        }
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or((path, ""));
+        let span = tracing::info_span!(
+            "grpc server",
+            otel.name = %path.trim_start_matches('/'),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            // Filled in by the handler (see `spans::record_subject`).
+            recipe_mesh.recipe_id = tracing::field::Empty,
+            recipe_mesh.make_id = tracing::field::Empty,
+            recipe_mesh.object.uri = tracing::field::Empty,
+        );
+        crate::propagate::continue_from_headers(&span, request.headers());
+        let future = span.in_scope(|| self.inner.call(request));
+        let record = span.clone();
+        Box::pin(
+            async move {
+                let result = future.await;
+                if let Ok(response) = &result {
+                    let code = response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .unwrap_or(0);
+                    record_status(&record, tonic::Code::from_i32(code));
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
