@@ -74,7 +74,7 @@ enum Ending {
 }
 
 impl Worker {
-    /// Works on one delivery, holding `permit` (one unit of the concurrency limit) until done.
+    /// Works on one delivery, holding `permit` (one unit of the concurrency limit) while it works.
     /// `received` is when its visibility timeout started (`lease::lease_start`). Returns when
     /// the message was settled, dropped as stale, or handed back because `abandon` turned true
     /// (shutdown).
@@ -83,7 +83,7 @@ impl Worker {
         delivery: Delivery,
         received: Instant,
         mut abandon: watch::Receiver<bool>,
-        _permit: OwnedSemaphorePermit,
+        permit: OwnedSemaphorePermit,
     ) {
         // Kept until this function returns: settling may take retries, and the message must
         // stay hidden meanwhile.
@@ -98,7 +98,14 @@ impl Worker {
         };
         async {
             match ending {
-                Ending::Worked(verdict) => self.settle(&delivery, verdict).await,
+                Ending::Worked(verdict) => {
+                    // The work is done; waiting for the (batched) delete needs no slot, and
+                    // keeping it would make the delete linger cost throughput.
+                    if matches!(verdict, Verdict::Done { .. }) {
+                        drop(permit);
+                    }
+                    self.settle(&delivery, verdict).await
+                }
                 Ending::LeaseLost(e) => self.dropped_as_stale(&delivery, "lease", &e),
                 Ending::Abandoned => self.hand_back(&delivery).await,
             }

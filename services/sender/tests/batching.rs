@@ -207,3 +207,33 @@ async fn shutdown_sends_the_pending_deletes_before_returning() {
     assert_eq!((s.released_at_shutdown, s.stale), (0, 0), "{s:?}");
     cmp.stop().await;
 }
+
+/// A finished job gives its slot back before its delete is confirmed: with one slot and a long
+/// delete linger, the next jobs still run meanwhile and their deletes share calls. (Holding
+/// the slot through the linger would make every delete go alone, one per linger.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiting_for_a_delete_does_not_hold_a_slot() {
+    const JOBS: u64 = 12;
+    let p = Pipeline::new().await;
+    let cmp = p.start_comparison().await;
+    queue_recipes(&p, "s", JOBS as usize).await;
+    let mut settings = p.settings(cmp.addr);
+    settings.concurrency = 1;
+    settings.delete_linger = Duration::from_millis(500);
+    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
+    let sender = spawn_sender_with_queue(settings, queue).await;
+    let stats = sender.stats.clone();
+    eventually("every job is processed", || async {
+        (stats.snapshot().recipes_processed >= JOBS).then_some(())
+    })
+    .await;
+    sender.stop().await.expect("sender stops cleanly");
+    let c = calls.snapshot();
+    assert_eq!((c.received, c.deleted), (JOBS, JOBS), "{c:?}");
+    assert!(
+        c.delete_batch <= JOBS / 3,
+        "{} delete calls for {JOBS} jobs: {c:?}",
+        c.delete_batch
+    );
+    cmp.stop().await;
+}
