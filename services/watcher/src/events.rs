@@ -94,8 +94,10 @@ impl EventConsumer {
                 pipeline_job::JobKind::Make => WatcherStats::add(&self.stats.make_jobs, 1),
             }
         }
-        for delivery in done {
-            match self.events.delete(&delivery.receipt).await {
+        // One call for the whole receive (up to 10 notifications), not one per notification.
+        let receipts: Vec<_> = done.iter().map(|d| d.receipt.clone()).collect();
+        for result in self.events.delete_batch(&receipts).await {
+            match result {
                 Ok(()) | Err(QueueError::StaleReceipt(_)) => {}
                 // Comes back and is sent again: a duplicate job, never a lost one.
                 Err(e) => tracing::warn!(error = %e, "could not delete a handled notification"),
