@@ -2,7 +2,43 @@
 //! `jobs create` through the queue, the sender, the gRPC call and the comparison service, each
 //! span parented on the one before it.
 
-use otlp_sink::{KIND_CLIENT, KIND_CONSUMER, KIND_PRODUCER, KIND_SERVER, Span};
+use crate::workload::{makes, recipes};
+use crate::{Backend, Pipeline};
+use otlp_sink::{KIND_CLIENT, KIND_CONSUMER, KIND_PRODUCER, KIND_SERVER, Sink, Span};
+use std::time::Duration;
+
+/// Runs the pipeline on `backend` exporting to a receiver inside the test, stores one recipe
+/// and one make of it (ids starting with `tag`), and returns the make's trace once its chain
+/// (see [`MakeTrace::check_chain`]) is complete; panics with the spans if it does not become so.
+pub async fn trace_one_make(backend: Backend, tag: &str, store_call: Option<&str>) -> MakeTrace {
+    const DEADLINE: Duration = Duration::from_secs(120);
+    let sink = Sink::start().await.expect("OTLP receiver");
+    let endpoint = sink.endpoint();
+    let mut p = Pipeline::new(
+        backend,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ],
+    )
+    .await;
+    p.start_all().await;
+    p.upload_recipes(&recipes(tag, 1), DEADLINE).await;
+    p.upload_all(&makes(tag, 1, 0, 1)).await;
+    let stored = p.wait_for_makes(&format!("{tag}-r000"), 1, DEADLINE).await;
+    let make = &stored[0];
+    let complete = |spans: &[Span]| {
+        MakeTrace::find(spans, &make.source)
+            .is_some_and(|t| t.check_chain(&make.make_id, store_call).is_ok())
+    };
+    let spans = sink.wait_for(DEADLINE, complete).await;
+    let trace = MakeTrace::find(&spans, &make.source)
+        .unwrap_or_else(|| panic!("no watcher span for {}: {spans:#?}", make.source));
+    if let Err(e) = trace.check_chain(&make.make_id, store_call) {
+        panic!("{e}; the trace: {:#?}", trace.spans);
+    }
+    trace
+}
 
 /// The spans of one make's trace, found from the object it came from.
 pub struct MakeTrace {

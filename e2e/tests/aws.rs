@@ -81,34 +81,9 @@ async fn s3_events_with_comparison_down_for_twenty_seconds_and_poison_files() {
 /// store's DynamoDB write is a client span under the comparison service's store span.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_make_is_one_trace_across_sqs_and_dynamodb() {
-    let sink = otlp_sink::Sink::start().await.expect("OTLP receiver");
-    let endpoint = sink.endpoint();
-    let mut p = Pipeline::new(
-        Backend::AwsPoll,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
-        ],
-    )
-    .await;
-    p.start_all().await;
-    p.upload_recipes(&recipes("tr", 1), DEADLINE).await;
-    p.upload_all(&makes("tr", 1, 0, 1)).await;
-    let stored = p.wait_for_makes("tr-r000", 1, DEADLINE).await;
-    let make = &stored[0];
-    let spans = sink
-        .wait_for(Duration::from_secs(60), |spans| {
-            e2e::traces::MakeTrace::find(spans, &make.source).is_some_and(|t| {
-                t.check_chain(&make.make_id, Some("DynamoDB.TransactWriteItems"))
-                    .is_ok()
-            })
-        })
-        .await;
-    let trace = e2e::traces::MakeTrace::find(&spans, &make.source)
-        .unwrap_or_else(|| panic!("no watcher span for {}", make.source));
-    if let Err(e) = trace.check_chain(&make.make_id, Some("DynamoDB.TransactWriteItems")) {
-        panic!("{e}; the trace: {:#?}", trace.spans);
-    }
+    let trace =
+        e2e::traces::trace_one_make(Backend::AwsPoll, "tr", Some("DynamoDB.TransactWriteItems"))
+            .await;
     // The file was read from S3 inside the job's span.
     assert!(
         trace
