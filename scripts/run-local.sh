@@ -19,6 +19,10 @@ export COMPARISON_LISTEN="${COMPARISON_LISTEN:-127.0.0.1:50051}"
 export COMPARISON_STORE_URL="${COMPARISON_STORE_URL:-sqlite://data/recipe-mesh.db}"
 export SENDER_COMPARISON_URL="${SENDER_COMPARISON_URL:-http://$COMPARISON_LISTEN}"
 export SOURCE_URL="${SOURCE_URL:-dir://data/inbox}"
+# Admin ports (metrics, probes) on loopback only: this is a developer's machine.
+export COMPARISON_ADMIN_LISTEN="${COMPARISON_ADMIN_LISTEN:-127.0.0.1:9091}"
+export SENDER_ADMIN_LISTEN="${SENDER_ADMIN_LISTEN:-127.0.0.1:9092}"
+export WATCHER_ADMIN_LISTEN="${WATCHER_ADMIN_LISTEN:-127.0.0.1:9093}"
 
 cargo build --locked -p comparison -p sender -p watcher
 mkdir -p data/logs
@@ -58,6 +62,7 @@ recipe-mesh is running: comparison on $COMPARISON_LISTEN, logs in data/logs/.
   grpcurl -plaintext -d '{"recipeId": "101"}' $COMPARISON_LISTEN recipe.v1.ComparisonService/ListMakes
   grpcurl -plaintext -d '{"recipeId": "101"}' $COMPARISON_LISTEN recipe.v1.ComparisonService/GetRecipeStats
   target/debug/sender dead-letters     # files that could not be stored, with the reason
+  curl -s $SENDER_ADMIN_LISTEN/metrics  # metrics (comparison $COMPARISON_ADMIN_LISTEN, watcher $WATCHER_ADMIN_LISTEN)
 Ctrl-C stops.
 EOF
 wait -n "${pids[@]}"

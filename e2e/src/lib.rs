@@ -1,7 +1,7 @@
 //! Runs the whole pipeline — watcher, sender and comparison as separate processes, the way
 //! they are deployed — over the embedded backends (a folder, SQLite queue, ledger and store) or
 //! the AWS ones on the emulator `AWS_ENDPOINT_URL` points at, and lets a test upload files,
-//! kill or stop services, and read back what was stored.
+//! kill or stop services, read back what was stored, and scrape each service's admin port.
 //!
 //! The binaries are the ones cargo built beside the test (`target/<profile>/`); `scripts/test.sh`
 //! builds them before the tests run.
@@ -41,11 +41,22 @@ pub enum Service {
 }
 
 impl Service {
+    pub const ALL: [Service; 3] = [Service::Comparison, Service::Sender, Service::Watcher];
+
     pub fn binary(self) -> &'static str {
         match self {
             Service::Comparison => "comparison",
             Service::Sender => "sender",
             Service::Watcher => "watcher",
+        }
+    }
+
+    /// The variable that sets the service's admin port (metrics and probes).
+    pub fn admin_variable(self) -> &'static str {
+        match self {
+            Service::Comparison => "COMPARISON_ADMIN_LISTEN",
+            Service::Sender => "SENDER_ADMIN_LISTEN",
+            Service::Watcher => "WATCHER_ADMIN_LISTEN",
         }
     }
 }
@@ -55,6 +66,8 @@ pub struct Pipeline {
     pub backend: Backend,
     pub dir: tempfile::TempDir,
     pub comparison_addr: SocketAddr,
+    /// Each service's admin port: /metrics, /livez, /readyz.
+    admin: BTreeMap<Service, SocketAddr>,
     /// Settings every service gets (on top of the test's own environment).
     env: BTreeMap<String, String>,
     processes: BTreeMap<Service, Child>,
@@ -96,11 +109,14 @@ pub fn binary_dir() -> PathBuf {
     dir.to_path_buf()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// `n` distinct loopback addresses nothing listens on (all bound at once, then released).
+fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("a bound address"))
+        .collect()
 }
 
 fn require_emulator() {
@@ -122,13 +138,18 @@ impl Pipeline {
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().display().to_string();
-        let port = free_port();
-        let comparison_addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+        let addrs = free_addrs(1 + Service::ALL.len());
+        let comparison_addr = addrs[0];
+        let admin: BTreeMap<Service, SocketAddr> =
+            Service::ALL.into_iter().zip(addrs[1..].to_vec()).collect();
         let mut env = BTreeMap::new();
         let mut set = |k: &str, v: String| {
             env.insert(k.to_string(), v);
         };
         set("COMPARISON_LISTEN", comparison_addr.to_string());
+        for (service, addr) in &admin {
+            set(service.admin_variable(), addr.to_string());
+        }
         set("SENDER_COMPARISON_URL", format!("http://{comparison_addr}"));
         set("RUST_LOG", "info".into());
         // Quick recovery so faults cost seconds, not minutes: a killed sender's jobs come back
@@ -181,6 +202,7 @@ impl Pipeline {
         Self {
             backend,
             comparison_addr,
+            admin,
             source: object_source::open(&env["SOURCE_URL"])
                 .await
                 .expect("source"),
@@ -292,6 +314,57 @@ impl Pipeline {
 
     pub async fn client(&self) -> ComparisonServiceClient<Channel> {
         self.try_client().await.expect("connect to comparison")
+    }
+
+    /// Where `service` serves /metrics, /livez and /readyz.
+    pub fn admin_addr(&self, service: Service) -> SocketAddr {
+        self.admin[&service]
+    }
+
+    /// The running `service`'s /metrics page (Prometheus text format).
+    pub async fn metrics(&self, service: Service) -> String {
+        let addr = self.admin_addr(service);
+        match admin_http::scrape::get(addr, "/metrics").await {
+            Ok(got) if got.status == 200 => got.body,
+            Ok(got) => panic!(
+                "{service:?} /metrics answered {}: {}\n{}",
+                got.status,
+                got.body,
+                self.logs(service)
+            ),
+            Err(e) => panic!(
+                "{service:?} /metrics on {addr}: {e:#}\n{}",
+                self.logs(service)
+            ),
+        }
+    }
+
+    /// Waits until the sum of `service`'s series `name` with (at least) `labels` is `want`;
+    /// returns the metrics page then, or panics with the last one and the service's log.
+    pub async fn wait_for_metric(
+        &self,
+        service: Service,
+        name: &str,
+        labels: &[(&str, &str)],
+        want: f64,
+        deadline: Duration,
+    ) -> String {
+        let start = Instant::now();
+        loop {
+            let text = self.metrics(service).await;
+            let got = admin_http::scrape::sum(&text, name, labels);
+            if got == want {
+                return text;
+            }
+            if start.elapsed() > deadline {
+                panic!(
+                    "{service:?}: {name}{labels:?} is {got}, not {want}, after {deadline:?}\n\
+                     {text}\n--- log\n{}",
+                    self.logs(service)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     pub async fn upload(&self, key: &str, bytes: &[u8]) {

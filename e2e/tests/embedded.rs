@@ -3,6 +3,7 @@
 //! service SIGKILLed and restarted mid-run, and with the comparison service down for 20 s;
 //! poison files end in the dead letters with a reason while the files around them go through.
 
+use admin_http::scrape::{sum, value};
 use e2e::workload::{makes, poison, recipes};
 use e2e::{Backend, Pipeline, Service};
 use std::collections::BTreeMap;
@@ -45,6 +46,60 @@ async fn five_hundred_files_are_stored_exactly_once() {
     // Nothing more arrives later (no duplicates in flight).
     tokio::time::sleep(Duration::from_secs(2)).await;
     p.assert_exactly(&want).await;
+
+    // Each service's admin port tells the same story: 500 jobs sent, 450 makes (and 50
+    // recipes) processed by the sender, 450 makes recorded by the comparison service.
+    let makes = (RECIPES * MAKES_PER_RECIPE) as f64;
+    let metric_wait = Duration::from_secs(30);
+    let watcher = p
+        .wait_for_metric(
+            Service::Watcher,
+            "recipe_mesh_watcher_jobs_sent_total",
+            &[],
+            (RECIPES + RECIPES * MAKES_PER_RECIPE) as f64,
+            metric_wait,
+        )
+        .await;
+    assert_eq!(
+        value(
+            &watcher,
+            "recipe_mesh_watcher_jobs_sent_total",
+            &[("kind", "make")]
+        ),
+        Some(makes),
+        "{watcher}"
+    );
+    let sender = p
+        .wait_for_metric(
+            Service::Sender,
+            "recipe_mesh_sender_jobs_processed_total",
+            &[("kind", "make"), ("outcome", "recorded")],
+            makes,
+            metric_wait,
+        )
+        .await;
+    assert_eq!(
+        value(
+            &sender,
+            "recipe_mesh_sender_jobs_processed_total",
+            &[("kind", "recipe"), ("outcome", "recorded")]
+        ),
+        Some(RECIPES as f64),
+        "{sender}"
+    );
+    assert_eq!(
+        sum(&sender, "recipe_mesh_sender_jobs_dead_lettered_total", &[]),
+        0.0,
+        "{sender}"
+    );
+    p.wait_for_metric(
+        Service::Comparison,
+        "recipe_mesh_comparison_makes_recorded_total",
+        &[("outcome", "recorded")],
+        makes,
+        metric_wait,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

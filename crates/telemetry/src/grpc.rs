@@ -7,6 +7,9 @@
 //!   responses carry it in the headers; a unary answer without one is OK).
 //! - Client: [`client_span`] names the `CLIENT` span, [`with_context`] puts its trace context
 //!   into the request metadata.
+//!
+//! [`code_name`] and [`response_code`] are shared with the services' gRPC metrics, so spans,
+//! logs and metrics name a status the same way.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +36,43 @@ pub fn record_status(span: &Span, code: tonic::Code) {
     if code != tonic::Code::Ok {
         span.record("otel.status_code", "ERROR");
     }
+}
+
+/// The canonical upper-case name of a gRPC code, as the gRPC spec, grpcurl and the metrics'
+/// `code` labels spell it.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The gRPC status a server response carries in its headers: set on trailers-only answers
+/// (every error tonic returns from a unary handler); a unary answer without one is OK.
+pub fn response_code<B>(response: &http::Response<B>) -> tonic::Code {
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(0);
+    tonic::Code::from_i32(code)
 }
 
 /// `request` with the trace context of `span` in its metadata.
@@ -103,13 +143,7 @@ where
             async move {
                 let result = future.await;
                 if let Ok(response) = &result {
-                    let code = response
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i32>().ok())
-                        .unwrap_or(0);
-                    record_status(&record, tonic::Code::from_i32(code));
+                    record_status(&record, response_code(response));
                 }
                 result
             }

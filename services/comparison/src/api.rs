@@ -4,6 +4,7 @@
 
 use crate::convert::{self, recipe_from_pb};
 use crate::errors::{self, invalid_argument, under};
+use crate::metrics::ComparisonMetrics;
 use recipe_model::{FieldViolation, Recipe};
 use recipe_proto::recipe::v1 as pb;
 use recipe_store::{
@@ -25,11 +26,12 @@ const STALE_RETRIES: u32 = 3;
 
 pub struct ComparisonApi {
     store: Arc<dyn RecipeStore>,
+    metrics: Arc<ComparisonMetrics>,
 }
 
 impl ComparisonApi {
-    pub fn new(store: Arc<dyn RecipeStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn RecipeStore>, metrics: Arc<ComparisonMetrics>) -> Self {
+        Self { store, metrics }
     }
 }
 
@@ -112,7 +114,6 @@ fn recipe_write(recipe: Option<pb::Recipe>, key: &str) -> Result<(Recipe, WriteO
     Ok((recipe, opts))
 }
 
-/// Runs the diff off the async workers: a large recipe pair takes milliseconds of CPU.
 /// A span around one store operation; the backend's own calls (DynamoDB) nest inside it.
 fn store_span(operation: &'static str) -> tracing::Span {
     tracing::info_span!(
@@ -122,7 +123,14 @@ fn store_span(operation: &'static str) -> tracing::Span {
     )
 }
 
-async fn diff(original: Recipe, made: Recipe) -> Result<(Recipe, recipe_diff::RecipeDiff), Status> {
+/// Runs the diff off the async workers (a large recipe pair takes milliseconds of CPU) and
+/// records how long it took.
+async fn diff(
+    metrics: &ComparisonMetrics,
+    original: Recipe,
+    made: Recipe,
+) -> Result<(Recipe, recipe_diff::RecipeDiff), Status> {
+    let histogram = metrics.diff_duration.clone();
     let span = tracing::info_span!(
         "diff",
         recipe_mesh.recipe_id = %original.recipe_id,
@@ -130,7 +138,9 @@ async fn diff(original: Recipe, made: Recipe) -> Result<(Recipe, recipe_diff::Re
     );
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
+        let started = std::time::Instant::now();
         let diff = recipe_diff::diff(&original, &made);
+        histogram.observe(started.elapsed().as_secs_f64());
         span.record("recipe_mesh.diff.summary", diff.summary.as_str());
         (made, diff)
     })
@@ -252,7 +262,7 @@ impl pb::comparison_service_server::ComparisonService for ComparisonApi {
                 .instrument(store_span("store.recipe_for_make"))
                 .await
                 .map_err(|e| errors::from_store(e, "recipe", &recipe_id))?;
-            let (compared, diff) = diff(original.recipe, make.clone()).await?;
+            let (compared, diff) = diff(&self.metrics, original.recipe, make.clone()).await?;
             let new = NewMake {
                 make_id: make_id.clone(),
                 idempotency_key: req.idempotency_key.clone(),
@@ -275,6 +285,7 @@ impl pb::comparison_service_server::ComparisonService for ComparisonApi {
                 other => break other.map_err(|e| errors::from_store(e, "make", &make_id))?,
             }
         };
+        self.metrics.make_recorded(&outcome);
         let duplicate = matches!(outcome, RecordOutcome::Duplicate(_));
         tracing::info!(%recipe_id, %make_id, duplicate, "record make");
         Ok(Response::new(pb::RecordMakeResponse {
@@ -337,7 +348,7 @@ impl pb::comparison_service_server::ComparisonService for ComparisonApi {
                 return Err(invalid_argument(v));
             }
         };
-        let (_, diff) = diff(original, made).await?;
+        let (_, diff) = diff(&self.metrics, original, made).await?;
         Ok(Response::new(pb::CompareRecipesResponse {
             diff: Some(convert::diff_to_pb(&diff)),
         }))

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 /// Store used when none is configured: an embedded SQLite file, so a fresh machine needs no AWS.
 pub const DEFAULT_STORE_URL: &str = "sqlite://data/recipe-mesh.db";
+/// The admin port: on every interface, for the kubelet's probes and Prometheus; the sender
+/// (9092) and watcher (9093) use the next ports, so all three run side by side on one machine.
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9091";
 
 #[derive(Debug, Parser)]
 #[command(name = "comparison", version, about = "recipe-mesh comparison service")]
@@ -40,6 +43,9 @@ pub struct ServeSettings {
     /// Address of the gRPC listener.
     #[arg(long, env = "COMPARISON_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Address of the admin HTTP port: /metrics (Prometheus), /livez and /readyz.
+    #[arg(long, env = "COMPARISON_ADMIN_LISTEN", default_value = DEFAULT_ADMIN_LISTEN)]
+    pub admin_listen: SocketAddr,
     #[command(flatten)]
     pub store: StoreSettings,
     /// Longest a request may run before it fails with DEADLINE_EXCEEDED / CANCELLED.
@@ -61,10 +67,13 @@ pub struct ServeSettings {
 }
 
 impl ServeSettings {
-    /// Settings for a server on `listen` with `store_url` and every other value at its default.
+    /// Settings for a server on `listen` with `store_url`, the admin port on an ephemeral
+    /// loopback port (a program embedding the service, or a test, must not collide with a fixed
+    /// one), and every other value at its default.
     pub fn new(listen: SocketAddr, store_url: impl Into<String>) -> Self {
         let mut s = Cli::parse_from(["comparison"]).serve;
         s.listen = listen;
+        s.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
         s.store.url = store_url.into();
         s
     }
@@ -81,5 +90,17 @@ mod tests {
         assert_eq!(bare.serve.store.url, "sqlite::memory:");
         let sub = Cli::parse_from(["comparison", "migrate", "--store", "dynamodb://t"]);
         assert!(matches!(sub.command, Some(Command::Migrate(s)) if s.url == "dynamodb://t"));
+    }
+
+    #[test]
+    fn the_admin_port_has_its_own_flag_and_default() {
+        let default = Cli::parse_from(["comparison"]).serve;
+        assert_eq!(default.admin_listen.to_string(), "0.0.0.0:9091");
+        let set = Cli::parse_from(["comparison", "serve", "--admin-listen", "127.0.0.1:7000"]);
+        assert!(
+            matches!(set.command, Some(Command::Serve(s)) if s.admin_listen.to_string() == "127.0.0.1:7000")
+        );
+        let embedded = ServeSettings::new(SocketAddr::from(([127, 0, 0, 1], 0)), "sqlite::memory:");
+        assert_eq!(embedded.admin_listen.to_string(), "127.0.0.1:0");
     }
 }

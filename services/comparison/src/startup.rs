@@ -1,9 +1,13 @@
 //! Builds and runs the gRPC server: the API behind its limits, the standard health service
-//! (driven by a periodic store ping) and reflection in both versions grpcurl may ask for.
+//! (driven by a periodic store ping) and reflection in both versions grpcurl may ask for; and
+//! beside it the admin port (metrics, liveness, readiness following the same store ping).
 
 use crate::api::ComparisonApi;
 use crate::config::ServeSettings;
+use crate::metrics::{ComparisonMetrics, MeteredStore, MetricsLayer};
+use admin_http::{AdminServer, Readiness};
 use anyhow::Context;
+use prometheus_client::metrics::gauge::Gauge;
 use recipe_proto::recipe::v1::comparison_service_server::ComparisonServiceServer;
 use recipe_store::RecipeStore;
 use std::future::Future;
@@ -21,16 +25,23 @@ pub const SERVICE_NAME: &str = "recipe.v1.ComparisonService";
 /// A bound, not yet running, comparison server.
 pub struct Application {
     listener: TcpListener,
+    /// The store, metered: every operation is timed and its errors counted.
     store: Arc<dyn RecipeStore>,
     settings: ServeSettings,
+    metrics: Arc<ComparisonMetrics>,
+    admin: AdminServer,
+    readiness: Readiness,
 }
 
 impl Application {
-    /// Opens the store (failing fast if it is not ready) and binds the listener.
+    /// Opens the store (failing fast if it is not ready) and binds the gRPC and admin listeners.
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Self> {
+        let mut registry = admin_http::registry();
+        let metrics = Arc::new(ComparisonMetrics::register(&mut registry));
         let store = recipe_store::open(&settings.store.url)
             .await
             .with_context(|| format!("opening store {}", settings.store.url))?;
+        let store: Arc<dyn RecipeStore> = MeteredStore::wrap(store, metrics.clone());
         store
             .ping()
             .await
@@ -38,10 +49,16 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
+        // Ready once the watchdog's first ping (just before serving) says so.
+        let readiness = Readiness::not_ready("starting");
+        let admin = AdminServer::bind(settings.admin_listen, registry, readiness.clone()).await?;
         Ok(Self {
             listener,
             store,
             settings,
+            metrics,
+            admin,
+            readiness,
         })
     }
 
@@ -49,18 +66,38 @@ impl Application {
         Ok(self.listener.local_addr()?)
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Where /metrics, /livez and /readyz are served.
+    pub fn admin_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish. The admin port
+    /// says not ready from the moment `shutdown` completes and closes last.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let (reporter, health) = tonic_health::server::health_reporter();
+        let admin = self.admin.spawn()?;
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let health = StoreHealth {
+            reporter,
+            readiness: self.readiness.clone(),
+            up: self.metrics.store_up.clone(),
+        };
         // The first status is reported before the server accepts connections, so a probe that
         // arrives at once never finds the API's service name unknown.
-        let first = report_store_health(&reporter, self.store.as_ref(), None).await;
+        let first = health.report(self.store.as_ref(), None).await;
         let watchdog = tokio::spawn(watch_store(
-            reporter,
+            health,
             self.store.clone(),
             self.settings.health_interval,
             first,
         ));
+        let stop_watching = watchdog.abort_handle();
+        let readiness = self.readiness.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // No ping may report ready again while the server drains.
+            stop_watching.abort();
+            readiness.set_not_ready("shutting down");
+        };
 
         // Each version lists the other too, so that grpcurl 1.8 (which only asks v1alpha) shows
         // every service the server really offers.
@@ -71,8 +108,9 @@ impl Application {
             .build_v1alpha()
             .context("building reflection v1alpha")?;
 
-        let api = ComparisonServiceServer::new(ComparisonApi::new(self.store))
-            .max_decoding_message_size(self.settings.max_message_bytes);
+        let api =
+            ComparisonServiceServer::new(ComparisonApi::new(self.store, self.metrics.clone()))
+                .max_decoding_message_size(self.settings.max_message_bytes);
 
         tracing::info!(addr = %self.listener.local_addr()?, store = %self.settings.store.url, "comparison service listening");
         let incoming = incoming(self.listener);
@@ -81,7 +119,8 @@ impl Application {
             .concurrency_limit_per_connection(self.settings.concurrency_per_connection)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .layer(telemetry::grpc::ServerTraceLayer)
-            .add_service(health)
+            .layer(MetricsLayer::new(self.metrics.clone()))
+            .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(api)
@@ -89,6 +128,7 @@ impl Application {
             .await
             .context("gRPC server failed");
         watchdog.abort();
+        admin.stop().await;
         tracing::info!("comparison service stopped");
         result
     }
@@ -111,39 +151,53 @@ fn reflection(also: &'static [u8]) -> tonic_reflection::server::Builder<'static>
         .register_encoded_file_descriptor_set(also)
 }
 
-/// Reports SERVING while the store answers and NOT_SERVING while it does not, so readiness
-/// probes take a replica with a broken store out of rotation.
-async fn watch_store(
+/// Where the store's health is published: the gRPC health service, the admin port's
+/// readiness and the `store_up` gauge.
+struct StoreHealth {
     reporter: HealthReporter,
+    readiness: Readiness,
+    up: Gauge,
+}
+
+impl StoreHealth {
+    /// Pings the store and publishes the result for the whole server and for the API, when it
+    /// differs from `last`. Returns the status now reported.
+    async fn report(&self, store: &dyn RecipeStore, last: Option<ServingStatus>) -> ServingStatus {
+        let (status, why) = match store.ping().await {
+            Ok(()) => (ServingStatus::Serving, None),
+            Err(e) => {
+                tracing::warn!(error = %e, "store ping failed; reporting NOT_SERVING");
+                (ServingStatus::NotServing, Some(e.to_string()))
+            }
+        };
+        if last != Some(status) {
+            self.reporter.set_service_status("", status).await;
+            self.reporter.set_service_status(SERVICE_NAME, status).await;
+            match why {
+                None => self.readiness.set_ready(),
+                Some(why) => self
+                    .readiness
+                    .set_not_ready(format!("store ping failed: {why}")),
+            }
+            self.up.set(i64::from(status == ServingStatus::Serving));
+        }
+        status
+    }
+}
+
+/// Reports SERVING while the store answers and NOT_SERVING while it does not, so readiness
+/// probes (gRPC health and the admin port's /readyz alike) take a replica with a broken store
+/// out of rotation.
+async fn watch_store(
+    health: StoreHealth,
     store: Arc<dyn RecipeStore>,
     interval: std::time::Duration,
     mut last: ServingStatus,
 ) {
     loop {
         tokio::time::sleep(interval).await;
-        last = report_store_health(&reporter, store.as_ref(), Some(last)).await;
+        last = health.report(store.as_ref(), Some(last)).await;
     }
-}
-
-/// Pings the store and publishes the result for the whole server and for the API, when it
-/// differs from `last`. Returns the status now reported.
-async fn report_store_health(
-    reporter: &HealthReporter,
-    store: &dyn RecipeStore,
-    last: Option<ServingStatus>,
-) -> ServingStatus {
-    let status = match store.ping().await {
-        Ok(()) => ServingStatus::Serving,
-        Err(e) => {
-            tracing::warn!(error = %e, "store ping failed; reporting NOT_SERVING");
-            ServingStatus::NotServing
-        }
-    };
-    if last != Some(status) {
-        reporter.set_service_status("", status).await;
-        reporter.set_service_status(SERVICE_NAME, status).await;
-    }
-    status
 }
 
 #[cfg(test)]

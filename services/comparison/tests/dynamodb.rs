@@ -159,6 +159,45 @@ async fn a_store_that_goes_away_is_unavailable_and_unhealthy() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(status, ServingStatus::NotServing);
+
+    // The admin port's readiness follows the same ping, with the reason; liveness does not.
+    let mut ready = admin_http::scrape::get(app.admin, "/readyz")
+        .await
+        .expect("GET /readyz");
+    for _ in 0..100 {
+        if ready.status == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ready = admin_http::scrape::get(app.admin, "/readyz")
+            .await
+            .expect("GET /readyz");
+    }
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(
+        ready.body.starts_with("not ready: store ping failed: "),
+        "{}",
+        ready.body
+    );
+    let live = admin_http::scrape::get(app.admin, "/livez")
+        .await
+        .expect("GET /livez");
+    assert_eq!(live.status, 200);
+    let text = app.metrics().await;
+    assert_eq!(
+        admin_http::scrape::value(&text, "recipe_mesh_comparison_store_up", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    let errors = "recipe_mesh_comparison_store_errors_total";
+    assert!(
+        admin_http::scrape::sum(&text, errors, &[("operation", "ping")]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        admin_http::scrape::sum(&text, errors, &[("operation", "get_recipe")]) >= 1.0,
+        "{text}"
+    );
 }
 
 /// Two replicas on one table. Replica A has compared makes with version 1 and remembers it;

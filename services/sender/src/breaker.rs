@@ -41,8 +41,9 @@ struct State {
 pub struct Breaker {
     state: Mutex<State>,
     backoff: Backoff,
-    /// True while open; lets the receive loop cancel a long poll the moment the breaker opens.
-    open: watch::Sender<bool>,
+    /// While open, why it opened (`None` when closed); lets the receive loop cancel a long poll
+    /// the moment the breaker opens, and the admin port report the sender not ready.
+    open: watch::Sender<Option<String>>,
 }
 
 impl Breaker {
@@ -50,7 +51,7 @@ impl Breaker {
         Self {
             state: Mutex::new(State::default()),
             backoff,
-            open: watch::Sender::new(false),
+            open: watch::Sender::new(None),
         }
     }
 
@@ -77,7 +78,7 @@ impl Breaker {
                     None => self.backoff.jittered(s.level),
                 };
                 s.open_until = Some(now + pause);
-                self.open.send_replace(true);
+                self.open.send_replace(Some(why.to_string()));
                 tracing::warn!(
                     pause = ?pause,
                     reason = %why,
@@ -102,7 +103,7 @@ impl Breaker {
         if s.open_until.take().is_some() {
             s.comparison = false;
             s.source_key = None;
-            self.open.send_replace(false);
+            self.open.send_replace(None);
             tracing::info!("resuming receiving: a job went through");
         }
     }
@@ -111,11 +112,16 @@ impl Breaker {
         self.lock().open_until.is_some()
     }
 
+    /// Follows the breaker: `None` while closed, the reason it opened while open.
+    pub fn watch(&self) -> watch::Receiver<Option<String>> {
+        self.open.subscribe()
+    }
+
     /// Resolves when the breaker is open (at once if it is).
     pub async fn opened(&self) {
         let mut open = self.open.subscribe();
         // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = open.wait_for(|open| *open).await;
+        let _ = open.wait_for(Option::is_some).await;
     }
 
     /// Returns when receiving may go on: at once when closed; otherwise after the pause, once a
@@ -148,7 +154,7 @@ impl Breaker {
                     s.open_until = None;
                     s.comparison = false;
                     s.source_key = None;
-                    self.open.send_replace(false);
+                    self.open.send_replace(None);
                     tracing::info!("resuming receiving: the probe found the dependencies healthy");
                     return;
                 }

@@ -6,12 +6,16 @@
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 use service_runtime::parse_duration;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use service_runtime::{DEFAULT_QUEUE_URL, DEFAULT_SOURCE_URL, PipelineArgs};
 
 /// The comparison service as `comparison` serves it by default.
 pub const DEFAULT_COMPARISON_URL: &str = "http://127.0.0.1:50051";
+/// The admin port (metrics, probes): on every interface, for the kubelet and Prometheus; next
+/// to the comparison service's 9091 and the watcher's 9093, so all three run on one machine.
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9092";
 /// Shortest visibility timeout accepted: the lease keeper looks at it every sixth of it, and SQS
 /// counts in whole seconds.
 pub const MIN_VISIBILITY: Duration = Duration::from_secs(1);
@@ -68,6 +72,9 @@ pub struct Settings {
     /// gRPC endpoint of the comparison service.
     #[arg(long, env = "SENDER_COMPARISON_URL", default_value = DEFAULT_COMPARISON_URL)]
     pub comparison_url: String,
+    /// Address of the admin HTTP port: /metrics (Prometheus), /livez and /readyz.
+    #[arg(long, env = "SENDER_ADMIN_LISTEN", default_value = DEFAULT_ADMIN_LISTEN)]
+    pub admin_listen: SocketAddr,
     /// Jobs worked on at once.
     #[arg(long, env = "SENDER_CONCURRENCY", default_value_t = 16)]
     pub concurrency: usize,
@@ -116,8 +123,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings with these URLs and every other value at its default (flags only: environment
-    /// variables that are set still apply, as for any parse).
+    /// Settings with these URLs, the admin port on an ephemeral loopback port (a program
+    /// embedding the sender, or a test, must not collide with a fixed one), and every other
+    /// value at its default (flags only: environment variables that are set still apply, as for
+    /// any parse).
     pub fn new(
         source_url: impl Into<String>,
         queue_url: impl Into<String>,
@@ -127,6 +136,7 @@ impl Settings {
         s.pipeline.source = source_url.into();
         s.pipeline.queue = queue_url.into();
         s.comparison_url = comparison_url.into();
+        s.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
         s
     }
 

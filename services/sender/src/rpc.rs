@@ -1,14 +1,17 @@
 //! The client side of the comparison service: one lazily connected channel, the two writes the
-//! sender makes (`UpdateRecipe`, `RecordMake`) with their deadline, and the health check the
-//! circuit breaker uses to learn that the service is back without spending any job's attempts.
+//! sender makes (`UpdateRecipe`, `RecordMake`) with their deadline, each timed by method and
+//! status code, and the health check the circuit breaker uses to learn that the service is back
+//! without spending any job's attempts.
 
 use crate::config::Settings;
+use crate::stats::SenderStats;
 use anyhow::Context;
 use pipeline_job::Job;
 use recipe_proto::recipe::v1 as pb;
 use recipe_proto::recipe::v1::comparison_service_client::ComparisonServiceClient;
 use recipe_proto::recipe::v1::comparison_service_server::SERVICE_NAME;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -68,14 +71,17 @@ pub struct Comparison {
     client: ComparisonServiceClient<Channel>,
     health: HealthClient<Channel>,
     timeout: Duration,
+    /// Where each call's duration and status go.
+    stats: Arc<SenderStats>,
 }
 
 impl Comparison {
-    pub fn new(channel: Channel, timeout: Duration) -> Self {
+    pub fn new(channel: Channel, timeout: Duration, stats: Arc<SenderStats>) -> Self {
         Self {
             client: ComparisonServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
             timeout,
+            stats,
         }
     }
 
@@ -155,10 +161,10 @@ impl Comparison {
     }
 
     /// One call of `method` in a client span whose trace context travels in the metadata, so the
-    /// comparison service's spans join the job's trace.
+    /// comparison service's spans join the job's trace; its duration and status are recorded.
     async fn traced<M, T, F>(
         &self,
-        method: &str,
+        method: &'static str,
         message: M,
         call: impl FnOnce(Request<M>) -> F,
     ) -> Result<T, Status>
@@ -167,8 +173,10 @@ impl Comparison {
     {
         let span = telemetry::grpc::client_span(SERVICE_NAME, method);
         let request = telemetry::grpc::with_context(&span, self.request(message));
+        let started = Instant::now();
         let reply = self.deadline(call(request)).instrument(span.clone()).await;
         let code = reply.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        self.stats.rpc(method, code, started.elapsed());
         telemetry::grpc::record_status(&span, code);
         reply
     }

@@ -1,12 +1,14 @@
-//! Builds the sender (queue, object source, comparison channel) and runs its receive loop:
-//! bounded concurrency, the circuit breaker in front of `receive`, fuller receives (after one job
-//! slot frees up, more are collected for up to `receive_linger`), the lease keeper and the delete
-//! batcher shared by all jobs, and graceful shutdown.
+//! Builds the sender (queue, object source, comparison channel, admin port) and runs its receive
+//! loop: bounded concurrency, the circuit breaker in front of `receive`, fuller receives (after
+//! one job slot frees up, more are collected for up to `receive_linger`), the lease keeper and
+//! the delete batcher shared by all jobs, and graceful shutdown. Beside it, the admin port serves
+//! the metrics and says ready while the breaker is closed, and the queue depth is read every
+//! 15 s for its gauge.
 //!
-//! Shutdown, in order: stop receiving at once (an ongoing long poll is cancelled) and stop
-//! lingering over deletes; let the jobs in flight finish for up to the grace period; hand back
-//! the unfinished ones with delay 0 so another sender takes them immediately; wait for the last
-//! deletes to be answered; return.
+//! Shutdown, in order: report not ready, stop receiving at once (an ongoing long poll is
+//! cancelled) and stop lingering over deletes; let the jobs in flight finish for up to the grace
+//! period; hand back the unfinished ones with delay 0 so another sender takes them immediately;
+//! wait for the last deletes to be answered; close the admin port; return.
 
 use crate::backoff::Backoff;
 use crate::breaker::{Breaker, Prober};
@@ -14,12 +16,14 @@ use crate::config::Settings;
 use crate::deletes::DeleteBatcher;
 use crate::lease::{self, LeaseKeeper};
 use crate::rpc::{self, Comparison};
-use crate::stats::{SenderStats, bump};
+use crate::stats::{QueueOp, SenderStats};
 use crate::worker::Worker;
+use admin_http::{AdminServer, Readiness};
 use anyhow::Context;
 use message_queue::{MAX_RECEIVE_MESSAGES, MessageQueue, QueueError};
 use object_source::{ObjectError, ObjectSource};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
@@ -30,6 +34,9 @@ use tracing::Instrument;
 /// After the grace period, how long handing back the unfinished jobs may take before the
 /// process stops anyway (those messages then come back after their visibility timeout).
 const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the queue depth gauge is refreshed: each read is a queue call (on SQS, a paid
+/// request), and a scrape every 15 s or more needs no fresher value.
+const DEPTH_INTERVAL: Duration = Duration::from_secs(15);
 
 /// A sender whose queue and source are open, not yet receiving.
 pub struct Application {
@@ -38,6 +45,8 @@ pub struct Application {
     source: Arc<dyn ObjectSource>,
     comparison: Comparison,
     stats: Arc<SenderStats>,
+    admin: AdminServer,
+    readiness: Readiness,
 }
 
 impl Application {
@@ -74,20 +83,32 @@ impl Application {
                 tracing::warn!(source = %settings.pipeline.source, error = %e, "object source does not answer yet")
             }
         }
+        let stats = Arc::new(SenderStats::default());
+        let mut registry = admin_http::registry();
+        stats.register(&mut registry);
+        let readiness = Readiness::ready();
+        let admin = AdminServer::bind(settings.admin_listen, registry, readiness.clone()).await?;
         let channel = rpc::channel(&settings)?;
-        let comparison = Comparison::new(channel, settings.rpc_timeout);
+        let comparison = Comparison::new(channel, settings.rpc_timeout, stats.clone());
         Ok(Self {
             settings,
             queue,
             source,
             comparison,
-            stats: Arc::new(SenderStats::default()),
+            stats,
+            admin,
+            readiness,
         })
     }
 
-    /// The counters, live while the sender runs.
+    /// The metrics, live while the sender runs.
     pub fn stats(&self) -> Arc<SenderStats> {
         self.stats.clone()
+    }
+
+    /// Where /metrics, /livez and /readyz are served.
+    pub fn admin_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.admin.local_addr()
     }
 
     pub fn settings(&self) -> &Settings {
@@ -97,9 +118,16 @@ impl Application {
     /// Receives and works on jobs until `shutdown` completes, then shuts down gracefully (see
     /// the module docs). Queue and source failures are logged and waited out, never returned.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let admin = self.admin.spawn()?;
         let s = &self.settings;
         let backoff = Backoff::new(s.backoff_base, s.backoff_max);
         let breaker = Arc::new(Breaker::new(backoff));
+        let follower = tokio::spawn(follow_breaker(
+            breaker.watch(),
+            self.readiness.clone(),
+            self.stats.clone(),
+        ));
+        let depth = tokio::spawn(refresh_depth(self.queue.clone(), self.stats.clone()));
         let prober = Prober {
             comparison: self.comparison.clone(),
             source: self.source.clone(),
@@ -133,6 +161,13 @@ impl Application {
             "sender started"
         );
 
+        let readiness = self.readiness.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // The breaker must not report ready again while the sender drains.
+            follower.abort();
+            readiness.set_not_ready("shutting down");
+        };
         tokio::pin!(shutdown);
         'receiving: loop {
             reap(&mut tasks);
@@ -187,7 +222,7 @@ impl Application {
                     queue_failures = 0;
                     let since = lease::lease_start(started);
                     for (delivery, permit) in deliveries.into_iter().zip(held) {
-                        bump(&self.stats.received);
+                        self.stats.received.inc();
                         let job = worker
                             .clone()
                             .handle(delivery, since, abandoned.clone(), permit);
@@ -195,6 +230,7 @@ impl Application {
                     }
                 }
                 Err(e) => {
+                    self.stats.queue_error(QueueOp::Receive);
                     queue_failures = queue_failures.saturating_add(1);
                     let pause = backoff.jittered(queue_failures);
                     log_queue_failure(&e, pause);
@@ -248,8 +284,52 @@ impl Application {
                  visibility timeout, as duplicates the comparison service recognises"
             );
         }
+        depth.abort();
+        admin.stop().await;
         tracing::info!(stats = ?self.stats.snapshot(), "sender stopped");
         Ok(())
+    }
+}
+
+/// Keeps readiness and the `receiving_paused` gauge in step with the circuit breaker: a sender
+/// that cannot reach a dependency is not ready, with the breaker's reason.
+async fn follow_breaker(
+    mut open: watch::Receiver<Option<String>>,
+    readiness: Readiness,
+    stats: Arc<SenderStats>,
+) {
+    loop {
+        let why = open.borrow_and_update().clone();
+        match why {
+            None => {
+                readiness.set_ready();
+                stats.receiving_paused.set(0);
+            }
+            Some(why) => {
+                readiness.set_not_ready(format!("receiving paused: {why}"));
+                stats.receiving_paused.set(1);
+            }
+        }
+        if open.changed().await.is_err() {
+            return; // the breaker is gone: the sender is stopping
+        }
+    }
+}
+
+/// Reads the queue depth for its gauge every [`DEPTH_INTERVAL`]; a failed read keeps the last
+/// value and is counted.
+async fn refresh_depth(queue: Arc<dyn MessageQueue>, stats: Arc<SenderStats>) {
+    loop {
+        match queue.approximate_depth().await {
+            Ok(n) => {
+                stats.queue_depth.set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            Err(e) => {
+                stats.queue_error(QueueOp::Depth);
+                tracing::debug!(error = %e, "reading the queue depth failed");
+            }
+        }
+        tokio::time::sleep(DEPTH_INTERVAL).await;
     }
 }
 

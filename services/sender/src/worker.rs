@@ -17,7 +17,7 @@ use crate::document;
 use crate::lease::LeaseKeeper;
 use crate::outcome::{self, Failure};
 use crate::rpc::{Accepted, Comparison};
-use crate::stats::{SenderStats, bump};
+use crate::stats::{DeadReason, InFlight, QueueOp, RetryReason, SenderStats};
 use message_queue::{Delivery, MessageQueue, QueueError};
 use object_source::{ObjectError, ObjectSource};
 use pipeline_job::{Job, JobKind};
@@ -59,9 +59,14 @@ enum Verdict {
     DeadLetter {
         reason: String,
         kind: Option<JobKind>,
+        class: DeadReason,
     },
     /// Try again later: release it with this delay.
-    Retry { delay: Duration, reason: String },
+    Retry {
+        delay: Duration,
+        reason: String,
+        class: RetryReason,
+    },
 }
 
 /// How a job task ended before settling.
@@ -85,6 +90,7 @@ impl Worker {
         mut abandon: watch::Receiver<bool>,
         permit: OwnedSemaphorePermit,
     ) {
+        let _in_flight = InFlight::enter(&self.stats.in_flight);
         // Kept until this function returns: settling may take retries, and the message must
         // stay hidden meanwhile.
         let mut lease = self.leases.hold(&delivery, received);
@@ -106,7 +112,7 @@ impl Worker {
                     }
                     self.settle(&delivery, verdict).await
                 }
-                Ending::LeaseLost(e) => self.dropped_as_stale(&delivery, "lease", &e),
+                Ending::LeaseLost(e) => self.dropped_as_stale(&delivery, QueueOp::Extend, &e),
                 Ending::Abandoned => self.hand_back(&delivery).await,
             }
         }
@@ -124,12 +130,15 @@ impl Worker {
                 return Verdict::DeadLetter {
                     reason: e.to_string(),
                     kind: None,
+                    class: DeadReason::NotAJob,
                 };
             }
         };
-        let dead = |reason: String| Verdict::DeadLetter {
+        self.stats.queue_lag(&job);
+        let dead = |class: DeadReason, reason: String| Verdict::DeadLetter {
             reason,
             kind: Some(job.kind),
+            class,
         };
         let uri = job.object_uri();
         let span = tracing::Span::current();
@@ -137,13 +146,16 @@ impl Worker {
         span.record("recipe_mesh.job.kind", job.kind.as_str());
         // 2. ... about this sender's bucket (a job for another bucket would read the wrong file).
         if job.bucket != self.source.bucket() || job.scheme != self.scheme {
-            return dead(format!(
-                "job is for bucket {:?} ({}), but this sender reads bucket {:?} ({})",
-                job.bucket,
-                job.scheme,
-                self.source.bucket(),
-                self.scheme
-            ));
+            return dead(
+                DeadReason::ForeignBucket,
+                format!(
+                    "job is for bucket {:?} ({}), but this sender reads bucket {:?} ({})",
+                    job.bucket,
+                    job.scheme,
+                    self.source.bucket(),
+                    self.scheme
+                ),
+            );
         }
         // 3. Read the file, never more than the limit.
         let read = tracing::info_span!("object read", recipe_mesh.object.key = %job.key);
@@ -155,14 +167,20 @@ impl Worker {
         {
             Ok(object) => object,
             Err(ObjectError::TooLarge { size, limit }) => {
-                return dead(format!(
-                    "{uri}: file is {size} bytes, over the {limit}-byte limit"
-                ));
+                return dead(
+                    DeadReason::TooLarge,
+                    format!("{uri}: file is {size} bytes, over the {limit}-byte limit"),
+                );
             }
             Err(ObjectError::NotFound(_)) => {
-                return dead(format!("{uri}: object no longer exists"));
+                return dead(
+                    DeadReason::ObjectMissing,
+                    format!("{uri}: object no longer exists"),
+                );
             }
-            Err(e @ ObjectError::InvalidKey(_)) => return dead(format!("{uri}: {e}")),
+            Err(e @ ObjectError::InvalidKey(_)) => {
+                return dead(DeadReason::InvalidKey, format!("{uri}: {e}"));
+            }
             // Unavailable, and also NotReady/Internal/Invalid: a missing bucket, wrong
             // credentials or region are the deployment's problem, not the file's; the job waits
             // (with receiving paused) until they are fixed rather than being dead-lettered.
@@ -183,6 +201,7 @@ impl Worker {
                 return Verdict::Retry {
                     delay: self.backoff.jittered(attempt),
                     reason,
+                    class: RetryReason::SourceUnavailable,
                 };
             }
         };
@@ -198,10 +217,10 @@ impl Worker {
         let doc = match document::parse(&object.bytes) {
             Ok(doc) => doc,
             Err(why) => {
-                return dead(format!(
-                    "{uri}: not a valid {} document: {why}",
-                    job.kind.as_str()
-                ));
+                return dead(
+                    DeadReason::InvalidDocument,
+                    format!("{uri}: not a valid {} document: {why}", job.kind.as_str()),
+                );
             }
         };
         // 5. Submit, keyed by the version actually read.
@@ -226,18 +245,24 @@ impl Worker {
             Failure::Permanent(reason) => {
                 // The service answered, so it is up.
                 self.breaker.record_success();
-                dead(format!(
-                    "{uri}: the comparison service refused the {}: {reason}",
-                    job.kind.as_str()
-                ))
+                dead(
+                    DeadReason::Refused,
+                    format!(
+                        "{uri}: the comparison service refused the {}: {reason}",
+                        job.kind.as_str()
+                    ),
+                )
             }
             Failure::UnknownRecipe(reason) => {
                 self.breaker.record_success();
                 if attempt >= self.unknown_recipe_attempts {
-                    dead(format!(
-                        "{uri}: make of unknown recipe {:?} after {attempt} attempts ({reason})",
-                        doc.recipe_id
-                    ))
+                    dead(
+                        DeadReason::UnknownRecipe,
+                        format!(
+                            "{uri}: make of unknown recipe {:?} after {attempt} attempts ({reason})",
+                            doc.recipe_id
+                        ),
+                    )
                 } else {
                     Verdict::Retry {
                         delay: self.backoff.jittered(attempt),
@@ -245,6 +270,7 @@ impl Worker {
                             "recipe {:?} is not known yet (attempt {attempt} of {}): {reason}",
                             doc.recipe_id, self.unknown_recipe_attempts
                         ),
+                        class: RetryReason::UnknownRecipe,
                     }
                 }
             }
@@ -257,7 +283,11 @@ impl Worker {
                     Some(hint) => self.backoff.server_hint(hint),
                     None => self.backoff.jittered(attempt),
                 };
-                Verdict::Retry { delay, reason }
+                Verdict::Retry {
+                    delay,
+                    reason,
+                    class: RetryReason::ComparisonUnavailable,
+                }
             }
         }
     }
@@ -267,14 +297,7 @@ impl Worker {
         let attempt = delivery.receive_count;
         match verdict {
             Verdict::Done { job, accepted } => {
-                let counter = match job.kind {
-                    JobKind::Recipe => &self.stats.recipes_processed,
-                    JobKind::Make => &self.stats.makes_processed,
-                };
-                bump(counter);
-                if accepted.wrote_nothing() {
-                    bump(&self.stats.duplicates);
-                }
+                self.stats.processed(job.kind, accepted.wrote_nothing());
                 match &accepted {
                     Accepted::Recipe { version, changed } => tracing::info!(
                         key = %job.key,
@@ -299,7 +322,7 @@ impl Worker {
                     ),
                 }
                 if let Err(Some(_)) = self
-                    .with_tries("delete", delivery, || {
+                    .with_tries(QueueOp::Delete, delivery, || {
                         self.deletes.delete(&delivery.receipt)
                     })
                     .await
@@ -308,15 +331,19 @@ impl Worker {
                     tracing::warn!(key = %job.key, "a finished job could not be deleted; its redelivery will be a duplicate");
                 }
             }
-            Verdict::DeadLetter { reason, kind } => {
+            Verdict::DeadLetter {
+                reason,
+                kind,
+                class,
+            } => {
                 match self
-                    .with_tries("dead-letter", delivery, || {
+                    .with_tries(QueueOp::DeadLetter, delivery, || {
                         self.queue.dead_letter(delivery, &reason)
                     })
                     .await
                 {
                     Ok(()) => {
-                        bump(&self.stats.dead_lettered);
+                        self.stats.dead_lettered(kind, class);
                         tracing::error!(
                             message_id = %delivery.message_id,
                             kind = kind.map(JobKind::as_str).unwrap_or("not a job"),
@@ -338,15 +365,19 @@ impl Worker {
                     Err(None) => {}
                 }
             }
-            Verdict::Retry { delay, reason } => {
+            Verdict::Retry {
+                delay,
+                reason,
+                class,
+            } => {
                 if self
-                    .with_tries("release", delivery, || {
+                    .with_tries(QueueOp::Release, delivery, || {
                         self.queue.release(&delivery.receipt, delay)
                     })
                     .await
                     .is_ok()
                 {
-                    bump(&self.stats.retried);
+                    self.stats.retried(class);
                     tracing::warn!(
                         message_id = %delivery.message_id,
                         attempt,
@@ -362,23 +393,23 @@ impl Worker {
     /// Hands an unfinished job back at shutdown, visible at once for another sender.
     async fn hand_back(&self, delivery: &Delivery) {
         if self
-            .with_tries("release", delivery, || {
+            .with_tries(QueueOp::Release, delivery, || {
                 self.queue.release(&delivery.receipt, Duration::ZERO)
             })
             .await
             .is_ok()
         {
-            bump(&self.stats.released_at_shutdown);
+            self.stats.released_at_shutdown.inc();
             tracing::info!(message_id = %delivery.message_id, "unfinished job handed back at shutdown");
         }
     }
 
     /// Runs one queue call, trying again after a short pause while it fails transiently. A stale
-    /// receipt is counted and logged here and comes back as `Err(None)`; other failures are
-    /// logged by the caller (`Err(Some(e))`).
+    /// receipt is counted and logged here and comes back as `Err(None)`; every other failed call
+    /// is counted here, and the last one logged by the caller (`Err(Some(e))`).
     async fn with_tries<F, Fut>(
         &self,
-        what: &str,
+        what: QueueOp,
         delivery: &Delivery,
         mut call: F,
     ) -> Result<(), Option<QueueError>>
@@ -396,24 +427,27 @@ impl Worker {
                     return Err(None);
                 }
                 Err(e) if e.is_transient() && tries < SETTLE_TRIES => {
-                    tracing::warn!(message_id = %delivery.message_id, error = %e, "queue {what} failed; trying again");
+                    self.stats.queue_error(what);
+                    tracing::warn!(message_id = %delivery.message_id, error = %e, "queue {} failed; trying again", what.as_str());
                     tokio::time::sleep(self.backoff.jittered(tries)).await;
                 }
                 Err(e) => {
-                    tracing::error!(message_id = %delivery.message_id, error = %e, "queue {what} failed; the message comes back after its visibility timeout");
+                    self.stats.queue_error(what);
+                    tracing::error!(message_id = %delivery.message_id, error = %e, "queue {} failed; the message comes back after its visibility timeout", what.as_str());
                     return Err(Some(e));
                 }
             }
         }
     }
 
-    fn dropped_as_stale(&self, delivery: &Delivery, what: &str, e: &QueueError) {
-        bump(&self.stats.stale);
+    fn dropped_as_stale(&self, delivery: &Delivery, what: QueueOp, e: &QueueError) {
+        self.stats.stale(what);
         tracing::warn!(
             message_id = %delivery.message_id,
             attempt = delivery.receive_count,
             error = %e,
-            "{what}: another consumer holds this job now; dropping it"
+            "{}: another consumer holds this job now; dropping it",
+            what.as_str()
         );
     }
 }

@@ -128,6 +128,7 @@ fn defaults_are_the_documented_ones() {
         s.pipeline.queue
     );
     assert_eq!(s.comparison_url, "http://127.0.0.1:50051");
+    assert_eq!(s.admin_listen.to_string(), "0.0.0.0:9092");
     assert_eq!(s.concurrency, 16);
     assert_eq!(s.visibility, Duration::from_secs(60));
     assert_eq!(s.wait, Duration::from_secs(20));
@@ -157,6 +158,8 @@ fn flags_are_parsed_with_and_without_run() {
             "sqs://jobs?dlq=jobs-dlq",
             "--comparison-url",
             "http://comparison:50051",
+            "--admin-listen",
+            "127.0.0.1:7002",
             "--concurrency",
             "32",
             "--visibility",
@@ -189,6 +192,7 @@ fn flags_are_parsed_with_and_without_run() {
         assert_eq!(s.pipeline.source, "s3://recipes-in");
         assert_eq!(s.pipeline.queue, "sqs://jobs?dlq=jobs-dlq");
         assert_eq!(s.comparison_url, "http://comparison:50051");
+        assert_eq!(s.admin_listen.to_string(), "127.0.0.1:7002");
         assert_eq!(s.concurrency, 32);
         assert_eq!(s.visibility, Duration::from_secs(120));
         assert_eq!(s.wait, Duration::from_secs(5));

@@ -4,10 +4,14 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pipeline_job::KeyLayout;
 use service_runtime::{PipelineArgs, parse_duration};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Ledger used when none is configured: an embedded SQLite file beside the embedded queue.
 pub const DEFAULT_LEDGER_URL: &str = "sqlite://data/watcher.db";
+/// The admin port (metrics, probes): on every interface, for the kubelet and Prometheus; after
+/// the comparison service's 9091 and the sender's 9092, so all three run on one machine.
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9093";
 
 #[derive(Debug, Parser)]
 #[command(name = "watcher", version, about = "recipe-mesh watcher")]
@@ -79,6 +83,9 @@ pub struct WatchSettings {
     pub layout: LayoutArgs,
     #[arg(long, env = "WATCHER_MODE", value_enum, default_value = "poll")]
     pub mode: Mode,
+    /// Address of the admin HTTP port: /metrics (Prometheus), /livez and /readyz.
+    #[arg(long, env = "WATCHER_ADMIN_LISTEN", default_value = DEFAULT_ADMIN_LISTEN)]
+    pub admin_listen: SocketAddr,
     /// Events mode: the SQS queue S3 sends notifications to, sqs://NAME[?dlq=DLQ]. Unreadable
     /// notifications go to its DLQ with the reason.
     #[arg(long, env = "WATCHER_EVENTS_QUEUE_URL")]
@@ -119,11 +126,14 @@ pub struct WatchSettings {
 }
 
 impl WatchSettings {
-    /// Settings with every value at its default, for `source` and `queue`.
+    /// Settings for `source` and `queue`, the admin port on an ephemeral loopback port (a
+    /// program embedding the watcher, or a test, must not collide with a fixed one), and every
+    /// other value at its default.
     pub fn new(source: impl Into<String>, queue: impl Into<String>) -> Self {
         let mut s = Cli::parse_from(["watcher"]).run;
         s.pipeline.source = source.into();
         s.pipeline.queue = queue.into();
+        s.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
         s
     }
 
@@ -192,6 +202,9 @@ mod tests {
         assert_eq!(s.effective_poll_interval(), Duration::from_secs(1));
         assert_eq!(s.effective_settle(), Duration::from_secs(1));
         assert_eq!(s.layout.layout().unwrap(), KeyLayout::default());
+        assert_eq!(s.admin_listen.to_string(), "0.0.0.0:9093");
+        let embedded = WatchSettings::new("dir://x", "sqlite::memory:");
+        assert_eq!(embedded.admin_listen.to_string(), "127.0.0.1:0");
     }
 
     #[test]
@@ -209,6 +222,8 @@ mod tests {
             "now",
             "--settle",
             "250ms",
+            "--admin-listen",
+            "127.0.0.1:7003",
         ]);
         let Some(Command::Run(s)) = cli.command else {
             panic!("run subcommand")
@@ -217,6 +232,7 @@ mod tests {
         assert_eq!(s.start_from, StartFrom::Now);
         assert_eq!(s.effective_poll_interval(), Duration::from_secs(10));
         assert_eq!(s.effective_settle(), Duration::from_millis(250));
+        assert_eq!(s.admin_listen.to_string(), "127.0.0.1:7003");
         assert_ne!(
             s.effective_replica_id(),
             s.effective_replica_id(),

@@ -63,7 +63,7 @@ impl EventConsumer {
         if deliveries.is_empty() {
             return Ok(0);
         }
-        WatcherStats::add(&self.stats.events, deliveries.len() as u64);
+        self.stats.events_received.inc_by(deliveries.len() as u64);
         let detected_at_ms = crate::poll::now_ms();
         let mut jobs = Vec::new();
         let mut done = Vec::new();
@@ -86,13 +86,13 @@ impl EventConsumer {
         let sent = jobs.len() as u64;
         // On failure the notifications are not deleted: they come back after the visibility
         // timeout and are turned into jobs then.
-        crate::publish::send_jobs(self.jobs.as_ref(), &jobs).await?;
+        if let Err(e) = crate::publish::send_jobs(self.jobs.as_ref(), &jobs).await {
+            self.stats.send_failures.inc();
+            return Err(e);
+        }
         for job in &jobs {
             tracing::info!(key = %job.key, etag = %job.etag, kind = job.kind.as_str(), "job queued");
-            match job.kind {
-                pipeline_job::JobKind::Recipe => WatcherStats::add(&self.stats.recipe_jobs, 1),
-                pipeline_job::JobKind::Make => WatcherStats::add(&self.stats.make_jobs, 1),
-            }
+            self.stats.sent(job.kind);
         }
         // One call for the whole receive (up to 10 notifications), not one per notification.
         let receipts: Vec<_> = done.iter().map(|d| d.receipt.clone()).collect();
@@ -107,20 +107,20 @@ impl EventConsumer {
     }
 
     fn job(&self, created: s3_event::ObjectCreated, detected_at_ms: i64) -> Option<Job> {
-        WatcherStats::add(&self.stats.objects_seen, 1);
+        self.stats.seen(1);
         if created.bucket != self.bucket {
             tracing::warn!(
                 bucket = %created.bucket, key = %created.key, watched = %self.bucket,
                 "ignoring a notification for another bucket"
             );
-            WatcherStats::add(&self.stats.ignored, 1);
+            self.stats.ignored_one();
             return None;
         }
         let kind = match self.layout.classify(&created.key) {
             Classified::Job(kind) => kind,
             Classified::Ignored(why) => {
                 tracing::info!(key = %created.key, why, "ignoring a file outside the layout");
-                WatcherStats::add(&self.stats.ignored, 1);
+                self.stats.ignored_one();
                 return None;
             }
         };
@@ -141,7 +141,7 @@ impl EventConsumer {
     /// Moves an unreadable notification to the events DLQ. Without a DLQ it stays in the queue
     /// (SQS's redrive policy moves it after its receive count), so it is never dropped.
     async fn reject(&self, delivery: &Delivery, reason: &str) {
-        WatcherStats::add(&self.stats.bad_events, 1);
+        self.stats.events_rejected.inc();
         tracing::error!(message_id = %delivery.message_id, reason, "unreadable S3 notification");
         if let Err(e) = self.events.dead_letter(delivery, reason).await {
             tracing::error!(error = %e, message_id = %delivery.message_id,

@@ -113,12 +113,12 @@ impl Poller {
                 }
             }
         }
-        WatcherStats::add(&self.stats.scans, 1);
+        self.stats.pass_done();
         Ok(sent)
     }
 
     async fn handle_page(&mut self, objects: Vec<ObjectMeta>) -> Result<u64, ScanError> {
-        WatcherStats::add(&self.stats.objects_seen, objects.len() as u64);
+        self.stats.seen(objects.len() as u64);
         let now = now_ms();
         let settle_ms = i64::try_from(self.settle.as_millis()).unwrap_or(i64::MAX);
         let mut candidates: Vec<(JobKind, ObjectMeta)> = Vec::new();
@@ -130,7 +130,7 @@ impl Poller {
                 Classified::Job(kind) => kind,
                 Classified::Ignored(why) => {
                     tracing::info!(key = %object.key, why, "ignoring a file outside the layout");
-                    WatcherStats::add(&self.stats.ignored, 1);
+                    self.stats.ignored_one();
                     // Remembered so the line is logged once per version, not once per pass.
                     self.cache.insert(&object.key, &object.etag);
                     continue;
@@ -179,7 +179,7 @@ impl Poller {
                 mine.push((kind, object));
                 claimed.push(v);
             } else {
-                WatcherStats::add(&self.stats.claimed_elsewhere, 1);
+                self.stats.claimed_elsewhere.inc();
             }
         }
         if mine.is_empty() {
@@ -192,6 +192,7 @@ impl Poller {
             .map(|(kind, object)| self.job(*kind, object, detected_at_ms))
             .collect();
         if let Err(e) = crate::publish::send_jobs(self.queue.as_ref(), &jobs).await {
+            self.stats.send_failures.inc();
             if let Err(release) = self.ledger.release(&claimed, &self.replica_id).await {
                 // The claims expire after the lease instead; the files are only delayed.
                 tracing::warn!(error = %release, "could not give back claims after a failed send");
@@ -207,10 +208,7 @@ impl Poller {
         for (kind, object) in &mine {
             self.cache.insert(&object.key, &object.etag);
             tracing::info!(key = %object.key, etag = %object.etag, kind = kind.as_str(), "job queued");
-            match kind {
-                JobKind::Recipe => WatcherStats::add(&self.stats.recipe_jobs, 1),
-                JobKind::Make => WatcherStats::add(&self.stats.make_jobs, 1),
-            }
+            self.stats.sent(*kind);
         }
         Ok(mine.len() as u64)
     }

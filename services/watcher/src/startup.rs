@@ -1,12 +1,16 @@
-//! Opens the backends a configuration names and runs the chosen detection mode until shutdown.
+//! Opens the backends a configuration names and runs the chosen detection mode until shutdown,
+//! with the admin port beside it: metrics, and readiness following the last pass (not ready
+//! until the first one succeeded, nor after one failed).
 
 use crate::config::{Mode, StartFrom, WatchSettings};
 use crate::events::EventConsumer;
 use crate::poll::{Poller, START_MARKER, ScanError, now_ms};
 use crate::seen_cache::SeenCache;
 use crate::stats::WatcherStats;
+use admin_http::{AdminServer, Readiness};
 use anyhow::Context;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +20,8 @@ const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(30);
 pub struct Application {
     stats: Arc<WatcherStats>,
     worker: Worker,
+    admin: AdminServer,
+    readiness: Readiness,
 }
 
 enum Worker {
@@ -38,7 +44,7 @@ impl Application {
         let queue = message_queue::open(&settings.pipeline.queue)
             .await
             .with_context(|| format!("opening the job queue {}", settings.pipeline.queue))?;
-        let stats = Arc::new(WatcherStats::default());
+        let stats = Arc::new(WatcherStats::new(settings.mode.into()));
         let scheme = if source_url.starts_with("s3://") {
             "s3"
         } else {
@@ -110,30 +116,56 @@ impl Application {
                 ))
             }
         };
-        Ok(Self { stats, worker })
+        let mut registry = admin_http::registry();
+        stats.register(&mut registry);
+        let readiness = Readiness::not_ready("first pass pending");
+        let admin = AdminServer::bind(settings.admin_listen, registry, readiness.clone()).await?;
+        Ok(Self {
+            stats,
+            worker,
+            admin,
+            readiness,
+        })
     }
 
+    /// The metrics, live while the watcher runs.
     pub fn stats(&self) -> Arc<WatcherStats> {
         self.stats.clone()
+    }
+
+    /// Where /metrics, /livez and /readyz are served.
+    pub fn admin_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.admin.local_addr()
     }
 
     /// Watches until `shutdown` completes. A pass or batch under way when it does is finished
     /// page by page up to the current page, so no claim is left to expire needlessly.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let admin = self.admin.spawn()?;
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let readiness = self.readiness.clone();
         let work = async move {
             match self.worker {
-                Worker::Poll { poller, interval } => poll_loop(*poller, interval, stop).await,
-                Worker::Events(consumer) => events_loop(consumer, stop).await,
+                Worker::Poll { poller, interval } => {
+                    poll_loop(*poller, interval, readiness, stop).await
+                }
+                Worker::Events(consumer) => events_loop(consumer, readiness, stop).await,
             }
         };
         let mut work = std::pin::pin!(work);
         tokio::select! {
-            () = &mut work => return Ok(()),
+            () = &mut work => {
+                admin.stop().await;
+                return Ok(());
+            }
             () = shutdown => {}
         }
         let _ = stop_tx.send(true);
+        self.readiness.set_not_ready("shutting down");
         work.await;
+        // The pass that finished during shutdown may have said ready again.
+        self.readiness.set_not_ready("shutting down");
+        admin.stop().await;
         tracing::info!("watcher stopped");
         Ok(())
     }
@@ -159,6 +191,7 @@ fn error_backoff(failures: u32) -> Duration {
 async fn poll_loop(
     mut poller: Poller,
     interval: Duration,
+    readiness: Readiness,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut failures = 0u32;
@@ -167,6 +200,7 @@ async fn poll_loop(
         let wait = match poller.scan().await {
             Ok(sent) => {
                 failures = 0;
+                readiness.set_ready();
                 if sent > 0 {
                     tracing::debug!(sent, "pass done");
                 }
@@ -174,7 +208,8 @@ async fn poll_loop(
             }
             Err(e) => {
                 failures += 1;
-                WatcherStats::add(&poller.stats.errors, 1);
+                poller.stats.pass_failed();
+                readiness.set_not_ready(format!("last pass failed: {e}"));
                 log_scan_error(&e, failures);
                 interval.max(error_backoff(failures))
             }
@@ -193,7 +228,11 @@ fn log_scan_error(e: &ScanError, failures: u32) {
     }
 }
 
-async fn events_loop(consumer: EventConsumer, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn events_loop(
+    consumer: EventConsumer,
+    readiness: Readiness,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut failures = 0u32;
     loop {
         // Only the wait for notifications is cut short by a shutdown; a batch in hand is
@@ -207,10 +246,15 @@ async fn events_loop(consumer: EventConsumer, mut stop: tokio::sync::watch::Rece
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(_) => failures = 0,
+            Ok(_) => {
+                failures = 0;
+                consumer.stats.pass_done();
+                readiness.set_ready();
+            }
             Err(e) => {
                 failures += 1;
-                WatcherStats::add(&consumer.stats.errors, 1);
+                consumer.stats.pass_failed();
+                readiness.set_not_ready(format!("last batch of notifications failed: {e}"));
                 tracing::warn!(error = %e, failures, "handling notifications failed; retrying");
                 if !pause(error_backoff(failures), &mut stop).await {
                     return;

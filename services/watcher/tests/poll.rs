@@ -114,7 +114,7 @@ async fn keys_outside_the_layout_are_ignored() {
         ["makes/deep/b.JSON"]
     );
     // Only the prefixes are listed, so notes/ is never seen; the other two are ignored.
-    assert_eq!(watcher::stats::WatcherStats::get(&stats.ignored), 2);
+    assert_eq!(stats.ignored(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,7 +173,7 @@ async fn files_still_being_written_wait_for_the_settle_time() {
     settings.settle = Some(Duration::from_secs(3600));
     let w = spawn_watcher(settings).await;
     // Several passes happen (every 100 ms) but the file is too fresh for all of them.
-    while watcher::stats::WatcherStats::get(&w.stats.scans) < 5 {
+    while w.stats.passes() < 5 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let jobs = drain_jobs(p.queue.as_ref(), Duration::from_millis(300)).await;

@@ -1,5 +1,5 @@
 //! Starts a real comparison server in-process on 127.0.0.1:0 for a test, with its own store,
-//! and hands back its address and a connected tonic client.
+//! and hands back its address, its admin port's address and a connected tonic client.
 #![allow(dead_code)] // each test binary uses a different part of this helper
 
 use comparison::config::ServeSettings;
@@ -12,6 +12,8 @@ use tonic::transport::Channel;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The admin port: /metrics, /livez, /readyz.
+    pub admin: SocketAddr,
     pub client: ComparisonServiceClient<Channel>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -19,6 +21,15 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The admin port's /metrics page.
+    pub async fn metrics(&self) -> String {
+        let got = admin_http::scrape::get(self.admin, "/metrics")
+            .await
+            .expect("GET /metrics");
+        assert_eq!(got.status, 200, "{}", got.body);
+        got.body
+    }
+
     /// Stops the server gracefully and returns how it ended.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
@@ -50,6 +61,7 @@ pub async fn spawn_app_with_settings(settings: ServeSettings) -> TestApp {
         .await
         .expect("comparison service starts");
     let addr = app.local_addr().expect("bound address");
+    let admin = app.admin_addr().expect("bound admin address");
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -59,6 +71,7 @@ pub async fn spawn_app_with_settings(settings: ServeSettings) -> TestApp {
         .expect("client connects");
     TestApp {
         addr,
+        admin,
         client,
         stop: Some(stop),
         server: Some(server),

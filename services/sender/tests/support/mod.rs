@@ -225,6 +225,8 @@ impl ComparisonServer {
 /// A sender running in a task until stopped.
 pub struct RunningSender {
     pub stats: Arc<SenderStats>,
+    /// The admin port: /metrics, /livez, /readyz.
+    pub admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -232,6 +234,23 @@ pub struct RunningSender {
 impl RunningSender {
     pub fn snapshot(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// The admin port's /metrics page.
+    pub async fn metrics(&self) -> String {
+        let got = admin_http::scrape::get(self.admin, "/metrics")
+            .await
+            .expect("GET /metrics");
+        assert_eq!(got.status, 200, "{}", got.body);
+        got.body
+    }
+
+    /// The admin port's answer to /readyz: status and body.
+    pub async fn readyz(&self) -> (u16, String) {
+        let got = admin_http::scrape::get(self.admin, "/readyz")
+            .await
+            .expect("GET /readyz");
+        (got.status, got.body)
     }
 
     /// Asks for a graceful shutdown and waits for `run_until` to return.
@@ -264,12 +283,14 @@ pub async fn spawn_sender_with_queue(
 
 fn run_app(app: Application) -> RunningSender {
     let stats = app.stats();
+    let admin = app.admin_addr().expect("admin address");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
     RunningSender {
         stats,
+        admin,
         stop: Some(stop),
         task: Some(task),
     }

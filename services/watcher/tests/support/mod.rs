@@ -14,11 +14,21 @@ use watcher::stats::WatcherStats;
 
 pub struct RunningWatcher {
     pub stats: Arc<WatcherStats>,
+    /// The admin port: /metrics, /livez, /readyz.
+    pub admin: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl RunningWatcher {
+    /// The admin port's answer to `path`: status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let got = admin_http::scrape::get(self.admin, path)
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e:#}"));
+        (got.status, got.body)
+    }
+
     /// Stops it gracefully and waits for it to end.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -35,12 +45,14 @@ impl RunningWatcher {
 pub async fn spawn_watcher(settings: WatchSettings) -> RunningWatcher {
     let app = Application::build(settings).await.expect("watcher starts");
     let stats = app.stats();
+    let admin = app.admin_addr().expect("admin address");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
     RunningWatcher {
         stats,
+        admin,
         stop: Some(stop),
         task: Some(task),
     }
