@@ -3,8 +3,12 @@
 moto applies TransactWriteItems item by item and undoes a cancelled transaction by restoring a
 copy of the table taken when it began, so two DynamoDB requests served in parallel can see each
 other's partial writes, or a cancelled transaction can erase a committed one. DynamoDB itself is
-atomic; serialising DynamoDB requests gives the emulator that property. Everything else (S3, and
-SQS long polls that block for seconds) stays concurrent.
+atomic; serialising DynamoDB requests gives the emulator that property.
+
+moto's SQS ReceiveMessage is not atomic either: two receives on one queue served in parallel can
+both take the same visible message (seen in CI: 51 deliveries of 50 messages to two consumers),
+which SQS does not do while a message is held. Receives are therefore served one at a time per
+queue. Everything else (S3, other queues, sends and deletes) stays concurrent.
 
 It also counts the AWS calls it serves, per service and operation, for the pipeline benchmark:
 `GET /_recipe_mesh/calls` returns them as JSON ({"s3": {"GET object": 3, ...}, "dynamodb":
@@ -41,6 +45,26 @@ class SerialDynamoDB:
             return self.app(environ, start_response)
         with self.lock:
             # Produce the whole body inside the lock: the response is computed lazily.
+            return list(self.app(environ, start_response))
+
+
+class SerialSqsReceive:
+    """WSGI middleware: one ReceiveMessage at a time per queue (JSON protocol)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.guard = threading.Lock()
+        self.locks = {}
+
+    def __call__(self, environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET", "") != "AmazonSQS.ReceiveMessage":
+            return self.app(environ, start_response)
+        names = resource_names(read_body(environ))
+        with self.guard:
+            lock = self.locks.setdefault(names[0] if names else "", threading.Lock())
+        with lock:
+            # A long poll holds its queue's lock while it waits: a second consumer of the same
+            # queue receives after it, as it would find the messages taken anyway.
             return list(self.app(environ, start_response))
 
 
@@ -160,7 +184,8 @@ def main() -> None:
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args()
-    app = CallCounter(SerialDynamoDB(DomainDispatcherApplication(create_backend_app)))
+    moto = DomainDispatcherApplication(create_backend_app)
+    app = CallCounter(SerialDynamoDB(SerialSqsReceive(moto)))
     run_simple(args.host, args.port, app, threaded=True)
 
 
