@@ -81,6 +81,13 @@ pub fn with_context<T>(span: &Span, mut request: tonic::Request<T>) -> tonic::Re
     request
 }
 
+/// Whether a request path is gRPC's own health or reflection service (`/grpc.health.v1...`,
+/// `/grpc.reflection...`): probes and tools call them every few seconds, so tracing or counting
+/// them would bury the API's own calls.
+pub fn is_infrastructure(path: &str) -> bool {
+    path.starts_with("/grpc.")
+}
+
 /// Traces every request a tonic server handles.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerTraceLayer;
@@ -113,9 +120,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        // Health checks and reflection (`/grpc.health.v1...`, `/grpc.reflection...`) come every
-        // few seconds from probes and tools: tracing them would bury the makes.
-        if path.starts_with("/grpc.") {
+        if is_infrastructure(path) {
             return Box::pin(self.inner.call(request));
         }
         let (service, method) = path

@@ -2,31 +2,11 @@
 //! conventions: `rpc.*` for gRPC and AWS calls, `messaging.*` for the job queue, `aws.*` for
 //! S3 and DynamoDB specifics, and `recipe_mesh.*` for the domain (recipe id, make id, source
 //! object key). `otel.name` and `otel.kind` are read by `tracing-opentelemetry` to name the
-//! exported span and set its kind.
+//! exported span and set its kind. AWS calls get their spans from `aws_setup::TraceCalls`.
 
-/// `rpc.system` of AWS SDK calls.
-pub const RPC_SYSTEM_AWS: &str = "aws-api";
 /// `messaging.system` of the job queue. The same name on SQS and on the embedded queue, so
 /// traces compare across deployments; the SQS calls themselves are `aws_call!` spans.
 pub const MESSAGING_QUEUE: &str = "recipe_mesh.jobs";
-
-/// A client span around one AWS API call, e.g. `aws_call!("DynamoDB", "TransactWriteItems")`,
-/// with extra fields after a comma.
-#[macro_export]
-macro_rules! aws_call {
-    ($service:expr, $operation:expr $(, $($field:tt)+)?) => {
-        ::tracing::info_span!(
-            "aws call",
-            otel.name = %format_args!("{}.{}", $service, $operation),
-            otel.kind = "client",
-            rpc.system = $crate::spans::RPC_SYSTEM_AWS,
-            rpc.service = $service,
-            rpc.method = $operation,
-            otel.status_code = ::tracing::field::Empty,
-            $($($field)+)?
-        )
-    };
-}
 
 /// Records what a request is about on the current span, where it declared these fields (the
 /// gRPC server span does); empty values are left out.

@@ -34,10 +34,14 @@ async fn spans_are_exported_parented_across_a_hop_and_flushed_at_shutdown() {
         let consumer = info_span!("process", otel.kind = "consumer");
         assert!(telemetry::propagate::continue_from(&consumer, &attributes));
         let _entered = consumer.enter();
-        let _call = telemetry::aws_call!(
-            "DynamoDB",
-            "TransactWriteItems",
-            aws.dynamodb.table_names = "t"
+        // Shaped like the spans `aws_setup::TraceCalls` opens for AWS calls.
+        let _call = info_span!(
+            "aws call",
+            otel.name = "DynamoDB.TransactWriteItems",
+            otel.kind = "client",
+            rpc.system = "aws-api",
+            rpc.service = "DynamoDB",
+            rpc.method = "TransactWriteItems",
         )
         .entered();
     }

@@ -231,9 +231,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // Health checks and reflection come every few seconds from probes and tools; counting
-        // them would only drown the API's own numbers.
-        if request.uri().path().starts_with("/grpc.") {
+        if telemetry::grpc::is_infrastructure(request.uri().path()) {
             return Box::pin(self.inner.call(request));
         }
         let timing = Timing {
