@@ -4,8 +4,10 @@
 //! kill or stop services, read back what was stored, and scrape each service's admin port.
 //!
 //! The binaries are the ones cargo built beside the test (`target/<profile>/`); `scripts/test.sh`
-//! builds them before the tests run.
+//! builds them before the tests run. [`Pipeline::in_containers`] runs the images instead
+//! ([`containers`]).
 
+pub mod containers;
 pub mod traces;
 pub mod workload;
 
@@ -68,9 +70,10 @@ pub struct Pipeline {
     pub comparison_addr: SocketAddr,
     /// Each service's admin port: /metrics, /livez, /readyz.
     admin: BTreeMap<Service, SocketAddr>,
-    /// Settings every service gets (on top of the test's own environment).
+    /// Settings every service gets (processes: on top of the test's own environment).
     env: BTreeMap<String, String>,
-    processes: BTreeMap<Service, Child>,
+    runner: Runner,
+    running: BTreeMap<Service, Running>,
     /// The test's handle on the bucket or folder, for uploads.
     pub source: Arc<dyn ObjectSource>,
     /// The test's handle on the job queue, for dead letters and depth.
@@ -78,6 +81,25 @@ pub struct Pipeline {
     /// Held while an AWS pipeline runs: the emulator serialises DynamoDB, so two pipelines at
     /// once would only slow each other down past their timeouts.
     _emulator_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+/// How the services run.
+enum Runner {
+    /// The binaries beside the test, as child processes.
+    Processes,
+    /// The images under test, as containers on their own network.
+    Containers {
+        images: containers::Images,
+        network: containers::Network,
+        /// Container names are `{prefix}-{service}`.
+        prefix: String,
+    },
+}
+
+/// A started service.
+enum Running {
+    Process(Child),
+    Container(String),
 }
 
 static EMULATOR: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
@@ -101,7 +123,7 @@ pub fn binary_dir() -> PathBuf {
         let path = dir.join(service.binary());
         assert!(
             path.exists(),
-            "{} is missing: build the services first with `cargo build --workspace --bins` \
+            "{} is missing: build the services first with `cargo test --workspace --no-run` \
              (scripts/test.sh does)",
             path.display()
         );
@@ -132,73 +154,47 @@ impl Pipeline {
     /// Creates the backends (`watcher setup`, `comparison migrate`) and starts nothing yet.
     /// `extra` overrides settings, e.g. shorter backoffs.
     pub async fn new(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        Self::build(backend, extra, Runner::Processes).await
+    }
+
+    /// As [`Pipeline::new`] on the AWS backends (the watcher polling), with every service
+    /// running as a container of `images` on a private network of its own. The test reaches
+    /// the comparison service and the admin ports through ports published on 127.0.0.1.
+    pub async fn in_containers(images: containers::Images, extra: &[(&str, &str)]) -> Self {
+        let prefix = format!(
+            "recipe-mesh-e2e-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let network = containers::Network::create(&prefix).expect("a Docker network");
+        let runner = Runner::Containers {
+            images,
+            network,
+            prefix,
+        };
+        Self::build(Backend::AwsPoll, extra, runner).await
+    }
+
+    async fn build(backend: Backend, extra: &[(&str, &str)], runner: Runner) -> Self {
         let emulator_turn = match backend {
             Backend::Embedded => None,
             Backend::AwsPoll | Backend::AwsEvents => Some(EMULATOR.clone().lock_owned().await),
         };
         let dir = tempfile::tempdir().expect("temp dir");
-        let root = dir.path().display().to_string();
         let addrs = free_addrs(1 + Service::ALL.len());
         let comparison_addr = addrs[0];
         let admin: BTreeMap<Service, SocketAddr> =
             Service::ALL.into_iter().zip(addrs[1..].to_vec()).collect();
-        let mut env = BTreeMap::new();
-        let mut set = |k: &str, v: String| {
-            env.insert(k.to_string(), v);
-        };
-        set("COMPARISON_LISTEN", comparison_addr.to_string());
-        for (service, addr) in &admin {
-            set(service.admin_variable(), addr.to_string());
-        }
-        set("SENDER_COMPARISON_URL", format!("http://{comparison_addr}"));
-        set("RUST_LOG", "info".into());
-        // Quick recovery so faults cost seconds, not minutes: a killed sender's jobs come back
-        // after the visibility timeout, a killed watcher's claims after the lease.
-        set("SENDER_VISIBILITY", "10s".into());
-        set("SENDER_BACKOFF_BASE", "250ms".into());
-        set("SENDER_BACKOFF_MAX", "3s".into());
-        set("SENDER_WAIT", "2s".into());
-        set("SENDER_UNKNOWN_RECIPE_ATTEMPTS", "8".into());
-        set("WATCHER_POLL_INTERVAL", "250ms".into());
-        set("WATCHER_SETTLE", "0s".into());
-        set("WATCHER_CLAIM_LEASE", "5s".into());
-        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        match backend {
-            Backend::Embedded => {
-                set("SOURCE_URL", format!("dir://{root}/inbox"));
-                set(
-                    "JOBS_QUEUE_URL",
-                    format!("sqlite://{root}/queue.db?queue=jobs&max_receive_count=20"),
-                );
-                set("WATCHER_LEDGER_URL", format!("sqlite://{root}/watcher.db"));
-                set("COMPARISON_STORE_URL", format!("sqlite://{root}/store.db"));
-            }
-            Backend::AwsPoll | Backend::AwsEvents => {
-                require_emulator();
-                set("SOURCE_URL", format!("s3://e2e-{id}"));
-                set(
-                    "JOBS_QUEUE_URL",
-                    format!("sqs://jobs-{id}?dlq=jobs-{id}-dlq"),
-                );
-                set("WATCHER_LEDGER_URL", format!("dynamodb://ledger-{id}"));
-                set("COMPARISON_STORE_URL", format!("dynamodb://store-{id}"));
-                set("WATCHER_POLL_INTERVAL", "500ms".into());
-                if backend == Backend::AwsEvents {
-                    set("WATCHER_MODE", "events".into());
-                    set(
-                        "WATCHER_EVENTS_QUEUE_URL",
-                        format!("sqs://events-{id}?dlq=events-{id}-dlq"),
-                    );
-                }
-            }
+        let mut env = settings(backend, dir.path(), comparison_addr, &admin);
+        if let Runner::Containers { network, .. } = &runner {
+            container_settings(&mut env, network);
         }
         for (k, v) in extra {
             env.insert((*k).to_string(), (*v).to_string());
         }
         std::fs::create_dir_all(dir.path().join("logs")).expect("logs folder");
         // Buckets, queues, ledger and table first: the services expect them.
-        run_command(dir.path(), &env, Service::Watcher, &["setup"]);
-        run_command(dir.path(), &env, Service::Comparison, &["migrate"]);
+        run_one_off(dir.path(), &env, &runner, Service::Watcher, &["setup"]);
+        run_one_off(dir.path(), &env, &runner, Service::Comparison, &["migrate"]);
         Self {
             backend,
             comparison_addr,
@@ -210,7 +206,8 @@ impl Pipeline {
                 .await
                 .expect("job queue"),
             env,
-            processes: BTreeMap::new(),
+            runner,
+            running: BTreeMap::new(),
             dir,
             _emulator_turn: emulator_turn,
         }
@@ -222,26 +219,65 @@ impl Pipeline {
 
     /// Runs a one-off subcommand (setup, migrate, dead-letters) and returns its stdout.
     pub fn run_to_end(&self, service: Service, args: &[&str]) -> String {
-        run_command(self.dir.path(), &self.env, service, args)
+        run_one_off(self.dir.path(), &self.env, &self.runner, service, args)
     }
 
     /// The end of a service's log so far (all its runs), for failure messages.
     pub fn logs(&self, service: Service) -> String {
+        if let Some(Running::Container(name)) = self.running.get(&service) {
+            save_container_log(self.dir.path(), service, name);
+        }
         read_log(self.dir.path(), service)
     }
 
     pub async fn start(&mut self, service: Service) {
         assert!(
-            !self.processes.contains_key(&service),
+            !self.running.contains_key(&service),
             "{service:?} runs already"
         );
-        let log = log_file(self.dir.path(), service);
-        let child = command(self.dir.path(), &self.env, service)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start a service");
-        self.processes.insert(service, child);
+        let started = match &self.runner {
+            Runner::Processes => {
+                let log = log_file(self.dir.path(), service);
+                let child = command(self.dir.path(), &self.env, service)
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("start a service");
+                Running::Process(child)
+            }
+            Runner::Containers {
+                images,
+                network,
+                prefix,
+            } => {
+                let name = format!("{prefix}-{}", service.binary());
+                let mut args = vec![
+                    "run".to_string(),
+                    "--detach".into(),
+                    "--name".into(),
+                    name.clone(),
+                    "--network".into(),
+                    network.name.clone(),
+                    "--network-alias".into(),
+                    service.binary().into(),
+                ];
+                args.extend(containers::HARDENING.map(String::from));
+                let mut publish = vec![(self.admin[&service], containers::admin_port(service))];
+                if service == Service::Comparison {
+                    publish.push((self.comparison_addr, containers::container_port(service)));
+                }
+                for (host, port) in publish {
+                    args.extend(["--publish".into(), format!("{host}:{port}")]);
+                }
+                args.extend(env_args(&self.env));
+                args.push(images.of(service));
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                containers::docker(&args)
+                    .unwrap_or_else(|e| panic!("start {service:?} as a container: {e:#}"));
+                Running::Container(name)
+            }
+        };
+        self.running.insert(service, started);
         if service == Service::Comparison {
             self.wait_for_comparison().await;
         }
@@ -255,29 +291,72 @@ impl Pipeline {
 
     /// SIGKILL: no chance to clean up, as when a node dies.
     pub fn kill(&mut self, service: Service) {
-        if let Some(mut child) = self.processes.remove(&service) {
-            let _ = child.kill();
-            let _ = child.wait();
+        match self.running.remove(&service) {
+            Some(Running::Process(mut child)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Some(Running::Container(name)) => {
+                let _ = containers::docker(&["kill", &name]);
+                self.remove_container(service, &name);
+            }
+            None => {}
         }
     }
 
-    /// SIGTERM, then waits for the process to exit on its own (as Kubernetes does before its
-    /// grace period ends). Returns how long that took.
+    /// SIGTERM, then waits for the service to exit on its own (as Kubernetes does before its
+    /// grace period ends; a container gets 30 s before Docker's SIGKILL). Panics unless it
+    /// exits with status 0. Returns how long that took.
     pub fn terminate(&mut self, service: Service) -> Duration {
-        let Some(mut child) = self.processes.remove(&service) else {
-            return Duration::ZERO;
-        };
         let start = Instant::now();
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let status = child.wait().expect("wait for the service");
-        assert!(
-            status.success(),
-            "{service:?} exited with {status} after SIGTERM\n{}",
-            self.logs(service)
-        );
+        match self.running.remove(&service) {
+            Some(Running::Process(mut child)) => {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+                let status = child.wait().expect("wait for the service");
+                assert!(
+                    status.success(),
+                    "{service:?} exited with {status} after SIGTERM\n{}",
+                    self.logs(service)
+                );
+            }
+            Some(Running::Container(name)) => {
+                containers::docker(&["stop", "--time", "30", &name])
+                    .unwrap_or_else(|e| panic!("stop {name}: {e:#}"));
+                let elapsed = start.elapsed();
+                let (_, code) = containers::state(&name).expect("container state");
+                self.remove_container(service, &name);
+                assert_eq!(
+                    code,
+                    0,
+                    "{service:?} exited with {code} after SIGTERM ({elapsed:?})\n{}",
+                    self.logs(service)
+                );
+            }
+            None => return Duration::ZERO,
+        }
         start.elapsed()
+    }
+
+    /// Keeps a stopped container's log in the pipeline's log folder, then removes it.
+    fn remove_container(&self, service: Service, name: &str) {
+        save_container_log(self.dir.path(), service, name);
+        let _ = containers::docker(&["rm", "--force", name]);
+    }
+
+    /// Whether `service` is still up, or how it ended.
+    fn exited(&mut self, service: Service) -> Option<String> {
+        match self.running.get_mut(&service)? {
+            Running::Process(child) => match child.try_wait() {
+                Ok(Some(status)) => Some(status.to_string()),
+                _ => None,
+            },
+            Running::Container(name) => match containers::state(name) {
+                Ok((false, code)) => Some(format!("exit code {code}")),
+                _ => None,
+            },
+        }
     }
 
     async fn wait_for_comparison(&mut self) {
@@ -291,9 +370,7 @@ impl Pipeline {
             {
                 return;
             }
-            if let Some(child) = self.processes.get_mut(&Service::Comparison)
-                && let Ok(Some(status)) = child.try_wait()
-            {
+            if let Some(status) = self.exited(Service::Comparison) {
                 panic!(
                     "comparison exited with {status}\n{}",
                     self.logs(Service::Comparison)
@@ -556,11 +633,130 @@ impl Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        for (_, mut child) in std::mem::take(&mut self.processes) {
-            let _ = child.kill();
-            let _ = child.wait();
+        for (_, running) in std::mem::take(&mut self.running) {
+            match running {
+                Running::Process(mut child) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                // Before the network, which cannot go while it has containers.
+                Running::Container(name) => {
+                    let _ = containers::docker(&["rm", "--force", &name]);
+                }
+            }
         }
     }
+}
+
+/// The settings of a pipeline on `backend` whose files live in `dir`.
+fn settings(
+    backend: Backend,
+    dir: &Path,
+    comparison_addr: SocketAddr,
+    admin: &BTreeMap<Service, SocketAddr>,
+) -> BTreeMap<String, String> {
+    let root = dir.display().to_string();
+    let mut env = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_string(), v);
+    };
+    set("COMPARISON_LISTEN", comparison_addr.to_string());
+    for (service, addr) in admin {
+        set(service.admin_variable(), addr.to_string());
+    }
+    set("SENDER_COMPARISON_URL", format!("http://{comparison_addr}"));
+    set("RUST_LOG", "info".into());
+    // Quick recovery so faults cost seconds, not minutes: a killed sender's jobs come back
+    // after the visibility timeout, a killed watcher's claims after the lease.
+    set("SENDER_VISIBILITY", "10s".into());
+    set("SENDER_BACKOFF_BASE", "250ms".into());
+    set("SENDER_BACKOFF_MAX", "3s".into());
+    set("SENDER_WAIT", "2s".into());
+    set("SENDER_UNKNOWN_RECIPE_ATTEMPTS", "8".into());
+    set("WATCHER_POLL_INTERVAL", "250ms".into());
+    set("WATCHER_SETTLE", "0s".into());
+    set("WATCHER_CLAIM_LEASE", "5s".into());
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    match backend {
+        Backend::Embedded => {
+            set("SOURCE_URL", format!("dir://{root}/inbox"));
+            set(
+                "JOBS_QUEUE_URL",
+                format!("sqlite://{root}/queue.db?queue=jobs&max_receive_count=20"),
+            );
+            set("WATCHER_LEDGER_URL", format!("sqlite://{root}/watcher.db"));
+            set("COMPARISON_STORE_URL", format!("sqlite://{root}/store.db"));
+        }
+        Backend::AwsPoll | Backend::AwsEvents => {
+            require_emulator();
+            set("SOURCE_URL", format!("s3://e2e-{id}"));
+            set(
+                "JOBS_QUEUE_URL",
+                format!("sqs://jobs-{id}?dlq=jobs-{id}-dlq"),
+            );
+            set("WATCHER_LEDGER_URL", format!("dynamodb://ledger-{id}"));
+            set("COMPARISON_STORE_URL", format!("dynamodb://store-{id}"));
+            set("WATCHER_POLL_INTERVAL", "500ms".into());
+            if backend == Backend::AwsEvents {
+                set("WATCHER_MODE", "events".into());
+                set(
+                    "WATCHER_EVENTS_QUEUE_URL",
+                    format!("sqs://events-{id}?dlq=events-{id}-dlq"),
+                );
+            }
+        }
+    }
+    env
+}
+
+/// What changes when the services run as containers: they listen on every interface of
+/// their own network namespace on the images' ports, find the comparison service by its
+/// network alias and the emulator through the network's gateway, and get the AWS settings
+/// explicitly (a container inherits nothing from the test's environment).
+fn container_settings(env: &mut BTreeMap<String, String>, network: &containers::Network) {
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_string(), v);
+    };
+    let port = containers::container_port(Service::Comparison);
+    set("COMPARISON_LISTEN", format!("0.0.0.0:{port}"));
+    for service in Service::ALL {
+        let admin = containers::admin_port(service);
+        set(service.admin_variable(), format!("0.0.0.0:{admin}"));
+    }
+    set("SENDER_COMPARISON_URL", format!("http://comparison:{port}"));
+    set(
+        "AWS_ENDPOINT_URL",
+        network
+            .emulator_endpoint()
+            .expect("the emulator's address for containers"),
+    );
+    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
+        if let Ok(value) = std::env::var(name) {
+            set(name, value);
+        }
+    }
+}
+
+/// `--env K=V` for each setting.
+fn env_args(env: &BTreeMap<String, String>) -> Vec<String> {
+    env.iter()
+        .flat_map(|(k, v)| ["--env".to_string(), format!("{k}={v}")])
+        .collect()
+}
+
+/// Appends what a container has logged to the service's log file, replacing what an earlier
+/// call saved of the same container.
+fn save_container_log(dir: &Path, service: Service, name: &str) {
+    let path = dir.join("logs").join(format!("{}.log", service.binary()));
+    let saved = dir.join("logs").join(format!("{name}.saved"));
+    let before = std::fs::read_to_string(&saved).unwrap_or_default();
+    let now = containers::logs(name);
+    let new = now.strip_prefix(&before).unwrap_or(&now);
+    if let Ok(mut file) = OpenOptions::new().create(true).append(true).open(&path) {
+        use std::io::Write;
+        let _ = file.write_all(new.as_bytes());
+    }
+    let _ = std::fs::write(saved, now);
 }
 
 fn command(dir: &Path, env: &BTreeMap<String, String>, service: Service) -> Command {
@@ -584,13 +780,27 @@ fn read_log(dir: &Path, service: Service) -> String {
     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
-fn run_command(
+fn run_one_off(
     dir: &Path,
     env: &BTreeMap<String, String>,
+    runner: &Runner,
     service: Service,
     args: &[&str],
 ) -> String {
-    let out = command(dir, env, service)
+    let mut cmd = match runner {
+        Runner::Processes => command(dir, env, service),
+        Runner::Containers {
+            images, network, ..
+        } => {
+            let mut cmd = Command::new("docker");
+            cmd.args(["run", "--rm", "--network", &network.name])
+                .args(containers::HARDENING)
+                .args(env_args(env))
+                .arg(images.of(service));
+            cmd
+        }
+    };
+    let out = cmd
         .args(args)
         .stderr(log_file(dir, service))
         .output()

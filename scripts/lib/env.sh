@@ -24,13 +24,19 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Starts moto on 127.0.0.1 (by IP: a `localhost` S3 endpoint makes the SDK try virtual-hosted
-# bucket names), exports the AWS settings every test and service reads, and stops it on exit.
+# Whether a Docker engine answers (the CLI alone is not enough).
+docker_answers() {
+    command -v docker >/dev/null && docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+# Starts moto on MOTO_BIND (default 127.0.0.1), exports the AWS settings every test and service
+# reads, with the endpoint on 127.0.0.1 (by IP: a `localhost` S3 endpoint makes the SDK try
+# virtual-hosted bucket names), and stops it on exit.
 start_moto() {
     local port log
     port="$(free_port)"
     log="$(mktemp -t moto.XXXXXX.log)"
-    "$VENV_DIR/bin/python" scripts/lib/moto_server.py -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+    "$VENV_DIR/bin/python" scripts/lib/moto_server.py -H "${MOTO_BIND:-127.0.0.1}" -p "$port" >"$log" 2>&1 &
     MOTO_PID=$!
     trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
     export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
