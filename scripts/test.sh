@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need, starts a moto server as the AWS
-# endpoint, then runs formatting, lint and every test in the workspace;
+# endpoint, then runs formatting, lint, the chart checks and every test in the workspace;
 # where a Docker engine answers, it also builds the images for the container tests.
 #
 #   scripts/test.sh                 # everything
@@ -25,6 +25,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== the Helm chart and its mesh policy (scripts/check-chart.sh)"
+scripts/check-chart.sh
 
 if docker_answers; then
     if command -v docker-compose >/dev/null; then
