@@ -30,11 +30,31 @@ docker_answers() {
     command -v docker >/dev/null && docker version --format '{{.Server.Version}}' >/dev/null 2>&1
 }
 
+# Whether moto answers on AWS_ENDPOINT_URL.
+moto_answers() {
+    python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+        "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1
+}
+
 # Starts moto on MOTO_BIND (default 127.0.0.1), exports the AWS settings every test and service
 # reads, with the endpoint on 127.0.0.1 (by IP: a `localhost` S3 endpoint makes the SDK try
-# virtual-hosted bucket names), and stops it on exit.
+# virtual-hosted bucket names), and stops it on exit. With TEST_AWS_ENDPOINT_URL set (a
+# running docker/moto.Dockerfile, as in GitLab CI), uses that emulator instead.
 start_moto() {
     local port log
+    if [[ -n "${TEST_AWS_ENDPOINT_URL:-}" ]]; then
+        export AWS_ENDPOINT_URL="$TEST_AWS_ENDPOINT_URL"
+        export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+        for _ in $(seq 1 150); do
+            if moto_answers; then
+                echo "== moto server on $AWS_ENDPOINT_URL (TEST_AWS_ENDPOINT_URL)"
+                return 0
+            fi
+            sleep 0.2
+        done
+        echo "no moto server answers on TEST_AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" >&2
+        return 1
+    fi
     port="$(free_port)"
     log="$(mktemp -t moto.XXXXXX.log)"
     "$VENV_DIR/bin/python" scripts/lib/moto_server.py -H "${MOTO_BIND:-127.0.0.1}" -p "$port" >"$log" 2>&1 &
@@ -43,8 +63,7 @@ start_moto() {
     export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
     export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
     for _ in $(seq 1 100); do
-        if python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
-            "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1; then
+        if moto_answers; then
             echo "== moto server on $AWS_ENDPOINT_URL"
             return 0
         fi

@@ -5,7 +5,8 @@ vendor.gitlab-ci` applies): what GitLab itself would only find when a pipeline r
 - `extends` and `needs` name jobs or templates that exist, and a job needs only jobs of its
   own or earlier stages;
 - the files the jobs run exist in the repository;
-- one image job per service, each building its target of docker/Dockerfile with kaniko;
+- one image job per service, each building its target of docker/Dockerfile with kaniko, and
+  the test job given the emulator as a service container;
 - production is deployed only by hand, and deploys are atomic.
 
 Usage: python3 scripts/lib/gitlab_ci_check.py [--self-test] [.gitlab-ci.yml]
@@ -102,6 +103,10 @@ def check(path, root):
     for service in SERVICES:
         if service not in targets:
             problems.append(f"docker/Dockerfile has no target {service}")
+    test = runnable.get("test", {})
+    aliases = [s.get("alias") for s in test.get("services", []) if isinstance(s, dict)]
+    if "moto" not in aliases or "TEST_AWS_ENDPOINT_URL" not in (test.get("variables") or {}):
+        problems.append("test: no moto service container handed to scripts/test.sh")
     production = runnable.get("deploy:production", {})
     rules = production.get("rules", [])
     if not rules or any(r.get("when") != "manual" for r in rules):
@@ -145,6 +150,7 @@ def self_test(path, root):
         "missing image job": lambda d: d.pop("image:sender"),
         "automatic production": lambda d: d["deploy:production"]["rules"][0].pop("when"),
         "unknown extends": lambda d: d["clippy"].update(extends=".nope"),
+        "no emulator service": lambda d: d["test"].pop("services"),
     }
     baseline = set(check(path, root))
     failures = [
