@@ -36,24 +36,34 @@ moto_answers() {
         "$AWS_ENDPOINT_URL/moto-api/" >/dev/null 2>&1
 }
 
+# Waits up to 30 s for moto to answer; given its PID, gives up as soon as it exits.
+wait_for_moto() {
+    local pid="${1:-}"
+    for _ in $(seq 1 150); do
+        moto_answers && return 0
+        if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+
 # Starts moto on MOTO_BIND (default 127.0.0.1), exports the AWS settings every test and service
 # reads, with the endpoint on 127.0.0.1 (by IP: a `localhost` S3 endpoint makes the SDK try
 # virtual-hosted bucket names), and stops it on exit. With TEST_AWS_ENDPOINT_URL set (a
 # running docker/moto.Dockerfile, as in GitLab CI), uses that emulator instead.
 start_moto() {
     local port log
+    export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
     if [[ -n "${TEST_AWS_ENDPOINT_URL:-}" ]]; then
         export AWS_ENDPOINT_URL="$TEST_AWS_ENDPOINT_URL"
-        export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
-        for _ in $(seq 1 150); do
-            if moto_answers; then
-                echo "== moto server on $AWS_ENDPOINT_URL (TEST_AWS_ENDPOINT_URL)"
-                return 0
-            fi
-            sleep 0.2
-        done
-        echo "no moto server answers on TEST_AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" >&2
-        return 1
+        if ! wait_for_moto; then
+            echo "no moto server answers on TEST_AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" >&2
+            return 1
+        fi
+        echo "== moto server on $AWS_ENDPOINT_URL (TEST_AWS_ENDPOINT_URL)"
+        return 0
     fi
     port="$(free_port)"
     log="$(mktemp -t moto.XXXXXX.log)"
@@ -61,20 +71,10 @@ start_moto() {
     MOTO_PID=$!
     trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
     export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
-    export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
-    for _ in $(seq 1 100); do
-        if moto_answers; then
-            echo "== moto server on $AWS_ENDPOINT_URL"
-            return 0
-        fi
-        if ! kill -0 "$MOTO_PID" 2>/dev/null; then
-            echo "moto server exited:" >&2
-            cat "$log" >&2
-            return 1
-        fi
-        sleep 0.2
-    done
-    echo "moto server did not answer on $AWS_ENDPOINT_URL" >&2
-    cat "$log" >&2
-    return 1
+    if ! wait_for_moto "$MOTO_PID"; then
+        echo "moto server did not start on $AWS_ENDPOINT_URL:" >&2
+        cat "$log" >&2
+        return 1
+    fi
+    echo "== moto server on $AWS_ENDPOINT_URL"
 }
