@@ -21,14 +21,11 @@ pub const HARDENING: [&str; 5] = [
     "no-new-privileges",
 ];
 
-/// Ports inside the containers (the images' defaults, `docker/Dockerfile`).
-pub fn container_port(service: Service) -> u16 {
-    match service {
-        Service::Comparison => 50051,
-        _ => admin_port(service),
-    }
-}
+/// The comparison service's gRPC port inside its container (`docker/Dockerfile`); the other
+/// services serve only their admin port.
+pub const COMPARISON_GRPC_PORT: u16 = 50051;
 
+/// Each service's admin port inside its container (the images' defaults).
 pub fn admin_port(service: Service) -> u16 {
     match service {
         Service::Comparison => 9091,

@@ -264,7 +264,7 @@ impl Pipeline {
                 args.extend(containers::HARDENING.map(String::from));
                 let mut publish = vec![(self.admin[&service], containers::admin_port(service))];
                 if service == Service::Comparison {
-                    publish.push((self.comparison_addr, containers::container_port(service)));
+                    publish.push((self.comparison_addr, containers::COMPARISON_GRPC_PORT));
                 }
                 for (host, port) in publish {
                     args.extend(["--publish".into(), format!("{host}:{port}")]);
@@ -717,7 +717,7 @@ fn container_settings(env: &mut BTreeMap<String, String>, network: &containers::
     let mut set = |k: &str, v: String| {
         env.insert(k.to_string(), v);
     };
-    let port = containers::container_port(Service::Comparison);
+    let port = containers::COMPARISON_GRPC_PORT;
     set("COMPARISON_LISTEN", format!("0.0.0.0:{port}"));
     for service in Service::ALL {
         let admin = containers::admin_port(service);

@@ -71,7 +71,7 @@ fn images_are_small_labelled_non_root_and_have_no_shell() {
         assert_eq!(facts.entrypoint, [binary], "{image} entrypoint");
         let mut ports = vec![format!("{}/tcp", containers::admin_port(service))];
         if service == Service::Comparison {
-            ports.push(format!("{}/tcp", containers::container_port(service)));
+            ports.push(format!("{}/tcp", containers::COMPARISON_GRPC_PORT));
         }
         for port in ports {
             assert!(
