@@ -55,9 +55,10 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 16;
 const CREATE_TIMEOUT: Duration = Duration::from_secs(300);
 
 const HEAD_SK: &str = "HEAD";
-/// The statistics of a recipe are split over this many items (`STATS#00`..`STATS#15`), each
-/// make updating the one its id hashes to, so concurrent makes of one recipe rarely race for the
-/// same item; `get_stats` reads them all in one batch and merges them.
+/// The statistics of a recipe are split over this many items (`STATS#00`..`STATS#15`), so
+/// concurrent makes of one recipe (on one replica or several) need not race for one item; each
+/// make updates one (`ReadCache::claim_shard`), and `get_stats` reads them all in one batch and
+/// merges them.
 const STATS_SHARDS: u8 = 16;
 const MAKE_POINTER_SK: &str = "MAKE";
 const WRITE_KEY_SK: &str = "RWRITE";
@@ -91,8 +92,9 @@ fn stats_sk(shard: u8) -> String {
     format!("STATS#{shard:02}")
 }
 
-/// The statistics shard a make updates: stable per make, spread evenly over makes.
-fn stats_shard(make_id: &str) -> u8 {
+/// Where a make starts looking for a statistics shard to update: spread evenly over makes, so
+/// replicas that know nothing of each other's makes start apart.
+fn preferred_shard(make_id: &str) -> u8 {
     Sha256::digest(make_id.as_bytes())[0] % STATS_SHARDS
 }
 
@@ -1011,7 +1013,10 @@ impl RecipeStore for DynamoStore {
         let (make_item, pointer_item) = self.make_items(&make, &fingerprint)?;
         let id = make.recipe_id.as_str();
         let pk = recipe_pk(id);
-        let shard = stats_shard(&make.make_id);
+        let claim = self
+            .cache
+            .claim_shard(id, preferred_shard(&make.make_id), STATS_SHARDS);
+        let shard = claim.shard;
         let shard_sk = stats_sk(shard);
         let what = format!("statistics of recipe {id}");
         for attempt in 0..self.max_attempts {
