@@ -1,12 +1,14 @@
 //! Builds the sender (queue, object source, comparison channel, admin port) and runs its receive
-//! loop: bounded concurrency, the circuit breaker in front of `receive`, fuller receives (after
-//! one job slot frees up, more are collected for up to `receive_linger`), the lease keeper and
-//! the delete batcher shared by all jobs, and graceful shutdown. Beside it, the admin port serves
+//! loop: bounded concurrency, the circuit breaker in front of `receive`, full receives (up to
+//! one receive's worth of jobs is prefetched, so while they wait for a slot the loop waits for
+//! room for ten more; otherwise for up to `receive_linger`), the lease keeper and the delete
+//! batcher shared by all jobs, and graceful shutdown. Beside it, the admin port serves
 //! the metrics and says ready while the breaker is closed, and the queue depth is read every
 //! 15 s for its gauge.
 //!
 //! Shutdown, in order: report not ready, stop receiving at once (an ongoing long poll is
-//! cancelled) and stop lingering over deletes; let the jobs in flight finish for up to the grace
+//! cancelled), stop lingering over deletes and hand back prefetched jobs that have no slot yet;
+//! let the jobs in flight finish for up to the grace
 //! period; hand back the unfinished ones with delay 0 so another sender takes them immediately;
 //! wait for the last deletes to be answered; close the admin port; return.
 
@@ -133,6 +135,15 @@ impl Application {
             source: self.source.clone(),
         };
         let (deletes, deleting) = DeleteBatcher::start(self.queue.clone(), s.delete_linger);
+        // One receive takes at most this many jobs, so it is what a full receive waits for.
+        let full = s.concurrency.min(MAX_RECEIVE_MESSAGES as usize);
+        let slots = Arc::new(Semaphore::new(s.concurrency));
+        // Received jobs: those working plus up to one full receive prefetched, waiting for a
+        // slot. While some wait, the slots stay busy, so the loop can wait for room for a full
+        // receive instead of receiving for each slot that frees up.
+        let intake_size = s.concurrency + full;
+        let intake = Arc::new(Semaphore::new(intake_size));
+        let (start_draining, draining) = watch::channel(false);
         let worker = Arc::new(Worker {
             queue: self.queue.clone(),
             source: self.source.clone(),
@@ -145,10 +156,15 @@ impl Application {
             deletes,
             max_file_bytes: s.max_file_bytes,
             unknown_recipe_attempts: s.unknown_recipe_attempts,
+            slots: slots.clone(),
+            draining,
         });
-        let permits = Arc::new(Semaphore::new(s.concurrency));
-        // One receive takes at most this many jobs, so it is what a full receive waits for.
-        let full = s.concurrency.min(MAX_RECEIVE_MESSAGES as usize);
+        // Jobs received and not yet working (`held`: intake taken by this loop for a receive).
+        let waiting = |held: usize| {
+            let received = (intake_size - intake.available_permits()).saturating_sub(held);
+            let working = s.concurrency - slots.available_permits();
+            received.saturating_sub(working)
+        };
         let (abandon, abandoned) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut queue_failures: u32 = 0;
@@ -176,13 +192,14 @@ impl Application {
                 () = &mut shutdown => break,
                 () = breaker.wait_until_closed(&prober) => {}
             }
-            // Wait for one free slot, then for more, up to a full receive, for at most the
-            // linger: a busy sender then receives several jobs per call instead of one each time
-            // a job finishes. Slots already free are taken without waiting.
+            // Wait for room for one job, then for more, up to a full receive: for as long as
+            // prefetched jobs keep the slots busy, then for at most the linger. A busy sender
+            // so receives ten jobs per call instead of one each time a job finishes. Room
+            // already free is taken without waiting.
             let first = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                permit = permits.clone().acquire_owned() => match permit {
+                permit = intake.clone().acquire_owned() => match permit {
                     Ok(p) => p,
                     Err(_) => break, // closed: never happens, the semaphore is ours
                 },
@@ -191,18 +208,23 @@ impl Application {
             let linger = tokio::time::sleep(s.receive_linger);
             tokio::pin!(linger);
             while held.len() < full {
-                if let Ok(p) = permits.clone().try_acquire_owned() {
+                if let Ok(p) = intake.clone().try_acquire_owned() {
                     held.push(p);
                     continue;
                 }
                 tokio::select! {
                     biased;
                     () = &mut shutdown => break 'receiving,
-                    permit = permits.clone().acquire_owned() => match permit {
+                    permit = intake.clone().acquire_owned() => match permit {
                         Ok(p) => held.push(p),
                         Err(_) => break,
                     },
-                    () = &mut linger => break,
+                    () = &mut linger => {
+                        if waiting(held.len()) == 0 {
+                            break;
+                        }
+                        linger.as_mut().reset(Instant::now() + s.receive_linger);
+                    }
                 }
             }
             // A job failing during the long poll opens the breaker: stop polling then, or the
@@ -243,8 +265,9 @@ impl Application {
             }
         }
 
-        // Nothing is worth waiting for company any more.
+        // Nothing is worth waiting for company any more, and prefetched jobs go back.
         worker.deletes.flush_now();
+        start_draining.send_replace(true);
         let in_flight = tasks.len();
         tracing::info!(
             in_flight,

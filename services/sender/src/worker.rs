@@ -23,7 +23,7 @@ use object_source::{ObjectError, ObjectSource};
 use pipeline_job::{Job, JobKind};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -48,6 +48,10 @@ pub struct Worker {
     pub deletes: DeleteBatcher,
     pub max_file_bytes: u64,
     pub unknown_recipe_attempts: u32,
+    /// The concurrency limit: a received job works only while it holds one of these.
+    pub slots: Arc<Semaphore>,
+    /// Turns true at shutdown: jobs still waiting for a slot are handed back, not started.
+    pub draining: watch::Receiver<bool>,
 }
 
 /// What to do with a delivery once its job was tried.
@@ -79,24 +83,47 @@ enum Ending {
 }
 
 impl Worker {
-    /// Works on one delivery, holding `permit` (one unit of the concurrency limit) while it works.
-    /// `received` is when its visibility timeout started (`lease::lease_start`). Returns when
-    /// the message was settled, dropped as stale, or handed back because `abandon` turned true
-    /// (shutdown).
+    /// Works on one delivery. `intake` is its place among the jobs received (working, or
+    /// prefetched and waiting for a slot); the job waits for one of `slots` (the concurrency
+    /// limit) with its lease kept, then works. `received` is when its visibility timeout
+    /// started (`lease::lease_start`). Returns when the message was settled, dropped as stale,
+    /// or handed back: at shutdown before it got a slot, or because `abandon` turned true.
     pub async fn handle(
         self: Arc<Self>,
         delivery: Delivery,
         received: Instant,
         mut abandon: watch::Receiver<bool>,
-        permit: OwnedSemaphorePermit,
+        intake: OwnedSemaphorePermit,
     ) {
-        let _in_flight = InFlight::enter(&self.stats.in_flight);
-        // Kept until this function returns: settling may take retries, and the message must
-        // stay hidden meanwhile.
+        // Kept until this function returns: waiting for a slot and settling may take a while,
+        // and the message must stay hidden meanwhile.
         let mut lease = self.leases.hold(&delivery, received);
         // The job continues the trace its watcher started (the context came with the message).
         let span = job_span(&delivery);
         telemetry::propagate::continue_from(&span, &delivery.attributes);
+        let mut draining = self.draining.clone();
+        let slot = tokio::select! {
+            biased;
+            _ = draining.wait_for(|draining| *draining) => Err(None),
+            lost = lease.lost() => Err(Some(lost)),
+            slot = self.slots.clone().acquire_owned() => slot.map_err(|_| None),
+        };
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(lost) => {
+                async {
+                    match lost {
+                        Some(e) => self.dropped_as_stale(&delivery, QueueOp::Extend, &e),
+                        None => self.hand_back(&delivery).await,
+                    }
+                }
+                .instrument(span)
+                .await;
+                return;
+            }
+        };
+        let permits = (slot, intake);
+        let _in_flight = InFlight::enter(&self.stats.in_flight);
         let ending = tokio::select! {
             verdict = self.process(&delivery).instrument(span.clone()) => Ending::Worked(verdict),
             lost = lease.lost() => Ending::LeaseLost(lost),
@@ -108,7 +135,7 @@ impl Worker {
                     // The work is done; waiting for the (batched) delete needs no slot, and
                     // keeping it would make the delete linger cost throughput.
                     if matches!(verdict, Verdict::Done { .. }) {
-                        drop(permit);
+                        drop(permits);
                     }
                     self.settle(&delivery, verdict).await
                 }

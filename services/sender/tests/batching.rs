@@ -114,6 +114,91 @@ async fn a_busy_sender_receives_several_jobs_per_call() {
     cmp.stop().await;
 }
 
+/// Jobs that started at different times finish at different times: with a slow comparison
+/// service, receiving for the slots free at the moment would then take one job per call for
+/// good. Up to one receive's worth of jobs is prefetched instead: the slots stay busy while the
+/// sender waits for room for ten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sender_with_a_backlog_receives_full_batches() {
+    const STAGGERED: u64 = 10;
+    const BACKLOG: u64 = 30;
+    const JOBS: u64 = STAGGERED + BACKLOG;
+    let p = Pipeline::new().await;
+    let cmp = p.start_comparison().await;
+    let proxy = delaying_proxy(cmp.addr, Duration::from_secs(1)).await;
+    let mut settings = p.settings(proxy);
+    settings.concurrency = 10;
+    settings.rpc_timeout = Duration::from_secs(30);
+    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
+    let sender = spawn_sender_with_queue(settings, queue).await;
+    let stats = sender.stats.clone();
+    // The first ten jobs come 150 ms apart (three receive lingers), so they finish apart.
+    for i in 0..STAGGERED {
+        queue_recipes(&p, &format!("a{i}-"), 1).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    queue_recipes(&p, "b", BACKLOG as usize).await;
+
+    eventually("every job is processed", || async {
+        (stats.snapshot().recipes_processed >= JOBS).then_some(())
+    })
+    .await;
+    sender.stop().await.expect("sender stops cleanly");
+    let c = calls.snapshot();
+    let s = stats.snapshot();
+    assert_eq!((s.received, s.recipes_processed), (JOBS, JOBS), "{s:?}");
+    assert_eq!((s.stale, s.retried, s.duplicates), (0, 0, 0), "{s:?}");
+    assert_eq!((c.received, c.deleted), (JOBS, JOBS), "{c:?}");
+    // One receive per staggered job, then three full ones for the backlog; receiving for the
+    // free slots takes one per job (about 40).
+    assert!(
+        c.receive_with_messages <= STAGGERED + BACKLOG / 10 + 3,
+        "{} receives brought jobs: {c:?}",
+        c.receive_with_messages
+    );
+    cmp.stop().await;
+}
+
+/// Prefetched jobs wait for a slot with their leases kept; at shutdown those still waiting are
+/// handed back at once, to be taken by another sender, rather than started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prefetched_jobs_are_handed_back_at_shutdown() {
+    let p = Pipeline::new().await;
+    let cmp = p.start_comparison().await;
+    let proxy = delaying_proxy(cmp.addr, Duration::from_secs(2)).await;
+    queue_recipes(&p, "w", 6).await;
+    let mut settings = p.settings(proxy);
+    settings.concurrency = 1;
+    settings.rpc_timeout = Duration::from_secs(30);
+    // Long enough for the working job to finish: only the waiting one is handed back.
+    settings.shutdown_grace = Duration::from_secs(20);
+    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
+    let sender = spawn_sender_with_queue(settings, queue).await;
+    let stats = sender.stats.clone();
+
+    // One job works (for about 4 s through the proxy); one more is prefetched.
+    eventually("two jobs are received", || async {
+        (stats.snapshot().received == 2).then_some(())
+    })
+    .await;
+    sender.stop().await.expect("sender stops cleanly");
+    let c = calls.snapshot();
+    let s = stats.snapshot();
+    assert_eq!(s.received, 2, "{s:?}");
+    assert_eq!(
+        s.recipes_processed, 1,
+        "the working job finished within the grace: {s:?}"
+    );
+    assert_eq!(
+        s.released_at_shutdown, 1,
+        "the waiting one went back: {s:?}"
+    );
+    assert_eq!((c.deleted, c.release), (1, 1), "{c:?}");
+    // Handed back with no delay: the other five are there, and so is the prefetched one.
+    assert_eq!(p.depth().await, 5);
+    cmp.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_done_within_half_their_visibility_cost_no_extend_call() {
     let p = Pipeline::new().await;
