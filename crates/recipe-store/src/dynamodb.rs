@@ -31,7 +31,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
     IndexStatus, KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
-    ScalarAttributeType, TableStatus, TransactWriteItem,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TransactWriteItem,
 };
 use recipe_diff::RecipeStats;
 use recipe_model::Recipe;
@@ -195,8 +195,9 @@ async fn backoff(attempt: u32) {
 enum TxOutcome {
     Committed,
     /// Cancelled; one reason code per action, in order (`None` when that action was fine or the
-    /// service gave no reasons).
-    Cancelled(Vec<Option<String>>),
+    /// service gave no reasons), and the item as it was for each action whose condition failed
+    /// and asked for it (`ReturnValuesOnConditionCheckFailure`).
+    Cancelled(Vec<Option<String>>, Vec<Option<Item>>),
 }
 
 impl TxOutcome {
@@ -502,11 +503,13 @@ impl DynamoStore {
             Ok(_) => Ok(TxOutcome::Committed),
             Err(e) => match e.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    let reasons = c.cancellation_reasons();
                     Ok(TxOutcome::Cancelled(
-                        c.cancellation_reasons()
+                        reasons
                             .iter()
                             .map(|r| r.code().filter(|c| *c != "None").map(str::to_string))
                             .collect(),
+                        reasons.iter().map(|r| r.item().cloned()).collect(),
                     ))
                 }
                 _ => Err(self.sdk_error(op, e)),
@@ -714,7 +717,7 @@ impl DynamoStore {
                         written: true,
                     });
                 }
-                TxOutcome::Cancelled(reasons) => {
+                TxOutcome::Cancelled(reasons, _) => {
                     let key_taken = idem.is_some()
                         && (TxOutcome::failed(&reasons, TX_WRITE_KEY) || reasons.is_empty());
                     if key_taken {
@@ -841,6 +844,13 @@ impl DynamoStore {
             .await?
             .is_some())
     }
+}
+
+fn shard_from_item(item: &Item, what: &str) -> Result<Shard> {
+    Ok(Shard {
+        stats: from_json(what, get_s(item, "stats", what)?)?,
+        rev: Some(get_n::<u64>(item, "rev", what)?),
+    })
 }
 
 fn version_from_item(item: &Item) -> Result<StoredRecipe> {
@@ -1019,23 +1029,29 @@ impl RecipeStore for DynamoStore {
         let shard = claim.shard;
         let shard_sk = stats_sk(shard);
         let what = format!("statistics of recipe {id}");
+        // Set when a failed write did not say what the shard holds: read it then.
+        let mut read_shard = false;
         for attempt in 0..self.max_attempts {
-            // The shard as this process last wrote it; read it only when not known. The `rev`
-            // condition below catches a cached shard that another replica has moved on.
+            // The shard as this process last wrote or saw it. One it does not know is most
+            // likely new (a new recipe, or a shard no make used yet), so it is written as new
+            // without reading it first; if it does exist, the write's condition fails and
+            // DynamoDB returns the item (`ALL_OLD`), which the next attempt builds on. The
+            // `rev` condition likewise catches a cached shard another replica has moved on.
             let current = match self.cache.shard(id, shard) {
                 Some(known) => known,
-                None => match self
+                None if read_shard => match self
                     .get_item("GetItem statistics shard", key(pk.clone(), &shard_sk))
                     .await?
                 {
-                    Some(item) => Shard {
-                        stats: from_json(&what, get_s(&item, "stats", &what)?)?,
-                        rev: Some(get_n::<u64>(&item, "rev", &what)?),
-                    },
+                    Some(item) => shard_from_item(&item, &what)?,
                     None => Shard {
                         stats: RecipeStats::default(),
                         rev: None,
                     },
+                },
+                None => Shard {
+                    stats: RecipeStats::default(),
+                    rev: None,
                 },
             };
             let mut stats = current.stats;
@@ -1049,7 +1065,10 @@ impl RecipeStore for DynamoStore {
             check_item_size(&what, &stats_item)?;
             let stats_put = Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(stats_item));
+                .set_item(Some(stats_item))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
             let stats_put = match current.rev {
                 None => stats_put.condition_expression("attribute_not_exists(pk)"),
                 Some(rev) => stats_put
@@ -1079,7 +1098,7 @@ impl RecipeStore for DynamoStore {
                     .condition_check(head_check.build().map_err(build_error)?)
                     .build(),
             ];
-            let reasons = match self.transact("TransactWriteItems make", items).await {
+            let (reasons, old_items) = match self.transact("TransactWriteItems make", items).await {
                 Ok(TxOutcome::Committed) => {
                     self.cache.put_shard(
                         id,
@@ -1091,7 +1110,7 @@ impl RecipeStore for DynamoStore {
                     );
                     return Ok(RecordOutcome::Recorded(make));
                 }
-                Ok(TxOutcome::Cancelled(reasons)) => reasons,
+                Ok(TxOutcome::Cancelled(reasons, old_items)) => (reasons, old_items),
                 Err(e) => {
                     // The write may have happened: the cached shard can no longer be trusted.
                     self.cache.forget_shard(id, shard);
@@ -1114,7 +1133,15 @@ impl RecipeStore for DynamoStore {
                 }
             }
             if TxOutcome::failed(&reasons, TX_STATS) {
-                self.cache.forget_shard(id, shard);
+                match old_items.get(TX_STATS).and_then(Option::as_ref) {
+                    Some(item) => self
+                        .cache
+                        .put_shard(id, shard, shard_from_item(item, &what)?),
+                    None => {
+                        self.cache.forget_shard(id, shard);
+                        read_shard = true;
+                    }
+                }
             }
             if TxOutcome::failed(&reasons, TX_HEAD_CHECK) {
                 self.cache.forget_latest(id);
