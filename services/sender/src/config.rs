@@ -113,11 +113,11 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// How long a finished job's delete waits for others to share one batch call (up to 10
     /// messages per call); 0 sends whatever is pending at once.
-    #[arg(long, env = "SENDER_DELETE_LINGER", default_value = "200ms", value_parser = parse_duration)]
+    #[arg(long, env = "SENDER_DELETE_LINGER", default_value = "500ms", value_parser = parse_duration)]
     pub delete_linger: Duration,
-    /// After a job slot frees up, how long to wait for more free slots (up to 10, or the
-    /// concurrency) before receiving, so that one receive fetches several jobs; 0 receives at
-    /// once for the slots free then.
+    /// After room for a job frees up and no prefetched job is waiting for a slot, how long to
+    /// wait for more room (up to 10 jobs, or the concurrency) before receiving, so that one
+    /// receive fetches several jobs; 0 receives at once for the room free then.
     #[arg(long, env = "SENDER_RECEIVE_LINGER", default_value = "50ms", value_parser = parse_duration)]
     pub receive_linger: Duration,
 }

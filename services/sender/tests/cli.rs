@@ -142,7 +142,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(s.backoff_base, Duration::from_secs(1));
     assert_eq!(s.backoff_max, Duration::from_secs(60));
     assert_eq!(s.shutdown_grace, Duration::from_secs(20));
-    assert_eq!(s.delete_linger, Duration::from_millis(200));
+    assert_eq!(s.delete_linger, Duration::from_millis(500));
     assert_eq!(s.receive_linger, Duration::from_millis(50));
     s.validate().expect("the defaults are valid");
 }
