@@ -190,6 +190,11 @@ def check_posture(docs):
                 problems.append(f"{where}: pod template lacks linkerd.io/inject: enabled")
             if ann.get("config.linkerd.io/default-inbound-policy") != "deny":
                 problems.append(f"{where}: pod template's default inbound policy is not deny")
+            # A plain sidecar proxy refuses new requests as soon as the pod is told to stop,
+            # cutting the calls a draining service still makes; a native one stops last.
+            if ann.get("config.beta.linkerd.io/proxy-enable-native-sidecar") != "true":
+                problems.append(f"{where}: the proxy is not a native sidecar, so it would stop before the "
+                                "service drains")
             grace = spec.get("terminationGracePeriodSeconds", 30)
             if grace < 30:
                 problems.append(f"{where}: terminationGracePeriodSeconds {grace} < 30")
@@ -292,6 +297,11 @@ def check_servers(docs):
             covered += policies_for(docs, route["kind"], name_of(route), group_of(route))
         if not covered:
             problems.append(f"Server/{name}: no AuthorizationPolicy allows anything on it or its routes")
+        # A Server's own accessPolicy applies to traffic no route or policy matches: anything
+        # but deny would open the port, write methods included, beside the policies.
+        access = server["spec"].get("accessPolicy", "deny")
+        if access != "deny":
+            problems.append(f"Server/{name}: accessPolicy {access!r} admits calls no policy allows; must be deny")
         selector = server["spec"].get("podSelector", {})
         port = server["spec"].get("port")
         if not any(_labels_match(selector, m.get("labels", {})) and any(
@@ -405,6 +415,10 @@ def check_probes(docs):
                         if inbound_routes(docs, name_of(s)):
                             problems.append(f"{where}: Server/{name_of(s)} has routes, so Linkerd does not "
                                             "authorize the kubelet's probes on it")
+                        protocol = s["spec"].get("proxyProtocol", "unknown")
+                        if protocol not in ("unknown", "HTTP/1", "HTTP/2"):
+                            problems.append(f"{where}: Server/{name_of(s)} is {protocol}, so the proxy sees no "
+                                            "HTTP probe to authorize")
     return problems
 
 
@@ -441,6 +455,45 @@ def check_retries(docs):
     return problems
 
 
+def _seconds(duration):
+    """A Go/Linkerd-style duration with one unit (`500ms`, `10s`, `2m`) in seconds, else None."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for unit in ("ms", "s", "m", "h"):
+        number = str(duration).removesuffix(unit)
+        if number != str(duration) and number.isdigit():
+            return int(number) * units[unit]
+    return None
+
+
+def check_route_timeouts(docs):
+    """The mesh's timeouts fit inside the sender's own deadline: a route timeout longer than it
+    never fires (the sender gives up first), and a try timeout no shorter than the route's
+    leaves no time for the retry it exists for."""
+    problems = []
+    deadline = None
+    for cm in of_kind(docs, "ConfigMap"):
+        if "SENDER_RPC_TIMEOUT" in (cm.get("data") or {}):
+            deadline = _seconds(cm["data"]["SENDER_RPC_TIMEOUT"])
+    if deadline is None:
+        return ["no sender ConfigMap with a SENDER_RPC_TIMEOUT to compare the route timeouts with"]
+    for route in of_kind(docs, "GRPCRoute"):
+        if not any(_ref_is(p, "Service", "") for p in route["spec"].get("parentRefs", [])):
+            continue
+        where = f"GRPCRoute/{name_of(route)}"
+        ann = route["metadata"].get("annotations", {}) or {}
+        request = _seconds(ann.get("timeout.linkerd.io/request"))
+        if request is None or request > deadline:
+            problems.append(f"{where}: timeout.linkerd.io/request {ann.get('timeout.linkerd.io/request')!r} "
+                            f"must be a duration within the sender's deadline ({deadline:g}s)")
+            continue
+        if "retry.linkerd.io/timeout" in ann:
+            per_try = _seconds(ann["retry.linkerd.io/timeout"])
+            if per_try is None or per_try >= request:
+                problems.append(f"{where}: retry.linkerd.io/timeout {ann['retry.linkerd.io/timeout']!r} must be "
+                                f"shorter than the request timeout ({request:g}s)")
+    return problems
+
+
 def run_checks(docs, schemas, sender):
     results = {
         "CRD schemas, no undeclared fields": check_crd_schemas(docs, schemas),
@@ -452,6 +505,7 @@ def run_checks(docs, schemas, sender):
         "only the sender writes": check_write_authorization(docs, sender),
         "probes allowed": check_probes(docs),
         "timeouts, bounded idempotent retries": check_retries(docs),
+        "timeouts within the sender's deadline": check_route_timeouts(docs),
     }
     return results
 
@@ -539,6 +593,11 @@ class ChecksRejectBrokenManifests(unittest.TestCase):
     def test_not_meshed(self):
         del pod_template(self.find("Deployment", "-comparison"))[0]["annotations"]["linkerd.io/inject"]
         self.assertFinds(check_posture(self.docs), "linkerd.io/inject")
+
+    def test_plain_sidecar_proxy(self):
+        del pod_template(self.find("Deployment", "-sender"))[0]["annotations"][
+            "config.beta.linkerd.io/proxy-enable-native-sidecar"]
+        self.assertFinds(check_posture(self.docs), "native sidecar")
 
     # ports
     def test_grpc_port_without_h2c(self):
@@ -640,6 +699,23 @@ class ChecksRejectBrokenManifests(unittest.TestCase):
     def test_route_without_timeout(self):
         del self.find("GRPCRoute", "-outbound-reads")["metadata"]["annotations"]["timeout.linkerd.io/request"]
         self.assertFinds(check_retries(self.docs), "no timeout")
+
+    def test_route_timeout_beyond_the_senders_deadline(self):
+        self.find("GRPCRoute", "-outbound-record-make")["metadata"]["annotations"]["timeout.linkerd.io/request"] = "15s"
+        self.assertFinds(check_route_timeouts(self.docs), "within the sender's deadline")
+
+    def test_try_timeout_as_long_as_the_request(self):
+        ann = self.find("GRPCRoute", "-outbound-reads")["metadata"]["annotations"]
+        ann["retry.linkerd.io/timeout"] = ann["timeout.linkerd.io/request"]
+        self.assertFinds(check_route_timeouts(self.docs), "shorter than the request timeout")
+
+    def test_server_access_policy_open(self):
+        self.find("Server", "-comparison-grpc")["spec"]["accessPolicy"] = "all-authenticated"
+        self.assertFinds(check_servers(self.docs), "accessPolicy 'all-authenticated'")
+
+    def test_probe_port_opaque(self):
+        self.find("Server", "-comparison-admin")["spec"]["proxyProtocol"] = "opaque"
+        self.assertFinds(check_probes(self.docs), "is opaque")
 
     def test_retry_on_service(self):
         self.find("Service", "-comparison")["metadata"]["annotations"] = {"retry.linkerd.io/grpc": "unavailable"}

@@ -56,6 +56,10 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if .Values.mesh.enabled }}
 linkerd.io/inject: enabled
 config.linkerd.io/default-inbound-policy: {{ .Values.mesh.defaultInboundPolicy }}
+{{- /* The proxy as a native sidecar (Kubernetes 1.29+) starts before the service and stops
+after it: on SIGTERM a plain sidecar proxy refuses new requests at once, which would cut the
+calls the sender makes while it drains its jobs in flight. */}}
+config.beta.linkerd.io/proxy-enable-native-sidecar: "true"
 {{- end }}
 {{- end -}}
 
@@ -233,6 +237,15 @@ spec:
             periodSeconds: 5
             timeoutSeconds: 2
             failureThreshold: 2
+          {{- with $v.preStopSleepSeconds }}
+          # Keeps serving until the endpoint's removal has reached the callers' proxies, so no
+          # call is sent to a server that stopped listening (the image has no shell: the
+          # kubelet's sleep action, Kubernetes 1.30+).
+          lifecycle:
+            preStop:
+              sleep:
+                seconds: {{ . }}
+          {{- end }}
           resources:
             {{- toYaml $v.resources | nindent 12 }}
           securityContext:
