@@ -494,6 +494,25 @@ def check_route_timeouts(docs):
     return problems
 
 
+def check_scalers(docs):
+    """Every HPA and KEDA ScaledObject scales a Deployment of the chart, and none is scaled by
+    both: KEDA makes an HPA of its own, and two HPAs on one Deployment fight over replicas."""
+    problems = []
+    deployments = {name_of(d) for d in of_kind(docs, "Deployment")}
+    scaled = {}
+    for obj in of_kind(docs, "HorizontalPodAutoscaler") + of_kind(docs, "ScaledObject", "keda.sh"):
+        ref = obj["spec"].get("scaleTargetRef", {})
+        target = ref.get("name")
+        where = f"{obj['kind']}/{name_of(obj)}"
+        if ref.get("kind", "Deployment") != "Deployment" or target not in deployments:
+            problems.append(f"{where}: scales {ref.get('kind', 'Deployment')}/{target}, not a Deployment of the chart")
+            continue
+        if target in scaled:
+            problems.append(f"{where}: Deployment/{target} is also scaled by {scaled[target]}")
+        scaled[target] = where
+    return problems
+
+
 def run_checks(docs, schemas, sender):
     results = {
         "CRD schemas, no undeclared fields": check_crd_schemas(docs, schemas),
@@ -506,6 +525,7 @@ def run_checks(docs, schemas, sender):
         "probes allowed": check_probes(docs),
         "timeouts, bounded idempotent retries": check_retries(docs),
         "timeouts within the sender's deadline": check_route_timeouts(docs),
+        "one scaler per Deployment": check_scalers(docs),
     }
     return results
 
@@ -716,6 +736,16 @@ class ChecksRejectBrokenManifests(unittest.TestCase):
     def test_probe_port_opaque(self):
         self.find("Server", "-comparison-admin")["spec"]["proxyProtocol"] = "opaque"
         self.assertFinds(check_probes(self.docs), "is opaque")
+
+    def test_two_scalers_on_one_deployment(self):
+        sender = self.find("Deployment", "-sender")
+        self.docs.append({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                          "metadata": {"name": "extra"}, "spec": {"scaleTargetRef": {"name": name_of(sender)}}})
+        self.assertFinds(check_scalers(self.docs), "is also scaled by")
+
+    def test_scaler_on_a_missing_deployment(self):
+        self.find("HorizontalPodAutoscaler", "-comparison")["spec"]["scaleTargetRef"]["name"] = "nope"
+        self.assertFinds(check_scalers(self.docs), "not a Deployment of the chart")
 
     def test_retry_on_service(self):
         self.find("Service", "-comparison")["metadata"]["annotations"] = {"retry.linkerd.io/grpc": "unavailable"}
