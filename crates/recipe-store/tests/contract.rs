@@ -20,6 +20,7 @@ use recipe_store::sqlite::SqliteStore;
 use recipe_store::{
     DiffBasis, NewMake, RecipeStore, RecordOutcome, StoreError, WriteOptions, make_id_for_key,
 };
+use std::ops::Range;
 use std::sync::Arc;
 
 // ---------------------------------------------------------------------------------------------
@@ -951,7 +952,67 @@ mod dynamodb_only {
         store.create_table().await.unwrap();
         store.create_table().await.unwrap();
         store.ping().await.unwrap();
-        let _ = aws_sdk_dynamodb::Client::new(&config)
+        drop_table(&config, table).await;
+    }
+
+    /// A fresh table with recipe `r1`, for the tests that count a store's DynamoDB calls.
+    struct Counted {
+        config: SdkConfig,
+        table: String,
+        store: Arc<DynamoStore>,
+        dyn_store: Arc<dyn RecipeStore>,
+        version: u32,
+    }
+
+    impl Counted {
+        async fn new() -> Self {
+            let config = emulator_config().await;
+            let table = unique_table();
+            let store = DynamoStore::new(&config, &table).unwrap();
+            store.create_table().await.unwrap();
+            let store = Arc::new(store);
+            let dyn_store: Arc<dyn RecipeStore> = store.clone();
+            seed(&dyn_store, "r1").await;
+            let version = dyn_store.recipe_for_make("r1", None).await.unwrap().version;
+            Self {
+                config,
+                table,
+                store,
+                dyn_store,
+                version,
+            }
+        }
+
+        /// Another replica on the same table, knowing nothing yet.
+        fn cold_replica(&self) -> Arc<DynamoStore> {
+            Arc::new(DynamoStore::new(&self.config, &self.table).unwrap())
+        }
+
+        /// Records makes of r1 with the given numbers all at once on `store`.
+        async fn record_together(&self, store: &Arc<DynamoStore>, numbers: Range<i64>) {
+            let makes = numbers.map(|n| {
+                let store: Arc<dyn RecipeStore> = store.clone();
+                let make = NewMake {
+                    recipe_version: self.version,
+                    ..new_make("r1", &format!("make-{n}"), 10_000 + n)
+                };
+                async move { store.record_make_on(make, DiffBasis::Latest).await }
+            });
+            for outcome in futures::future::join_all(makes).await {
+                assert!(
+                    matches!(outcome, Ok(RecordOutcome::Recorded(_))),
+                    "{outcome:?}"
+                );
+            }
+        }
+
+        async fn finish(self) {
+            drop_table(&self.config, self.table).await;
+        }
+    }
+
+    async fn drop_table(config: &SdkConfig, table: String) {
+        let _ = aws_sdk_dynamodb::Client::new(config)
             .delete_table()
             .table_name(table)
             .send()
@@ -962,78 +1023,39 @@ mod dynamodb_only {
     /// one transactional write and reading the original costs nothing.
     #[tokio::test]
     async fn a_warm_make_costs_one_write() {
-        let config = emulator_config().await;
-        let table = unique_table();
-        let store = DynamoStore::new(&config, &table).unwrap();
-        store.create_table().await.unwrap();
-        let store = Arc::new(store);
-        let dyn_store: Arc<dyn RecipeStore> = store.clone();
-        seed(&dyn_store, "r1").await;
+        let t = Counted::new().await;
         const MAKES: i64 = 48;
-        let before = store.calls();
+        let before = t.store.calls();
         for j in 0..MAKES {
-            let known = store.calls();
-            let original = dyn_store.recipe_for_make("r1", None).await.unwrap();
-            assert_eq!(store.calls(), known, "the original came from the cache");
-            let make = NewMake {
-                recipe_version: original.version,
-                ..new_make("r1", &format!("make-{j}"), 10_000 + j)
-            };
-            let outcome = dyn_store
-                .record_make_on(make, DiffBasis::Latest)
-                .await
-                .unwrap();
-            assert!(matches!(outcome, RecordOutcome::Recorded(_)));
+            let known = t.store.calls();
+            let original = t.dyn_store.recipe_for_make("r1", None).await.unwrap();
+            assert_eq!(t.store.calls(), known, "the original came from the cache");
+            assert_eq!(original.version, t.version);
+            t.record_together(&t.store, j..j + 1).await;
         }
         // One TransactWriteItems per make and no read: the first make writes its statistics
         // shard as new (the recipe has none yet), and the next ones keep to that warm shard.
-        let spent = (store.calls() - before) as i64;
+        let spent = (t.store.calls() - before) as i64;
         assert_eq!(spent, MAKES, "{spent} calls for {MAKES} makes");
-        assert_stats_of(&dyn_store.get_stats("r1").await.unwrap(), MAKES as u64);
-        let _ = aws_sdk_dynamodb::Client::new(&config)
-            .delete_table()
-            .table_name(table)
-            .send()
-            .await;
+        assert_stats_of(&t.dyn_store.get_stats("r1").await.unwrap(), MAKES as u64);
+        t.finish().await;
     }
 
     /// Makes of one recipe in flight together each write a statistics shard of their own, so
     /// none loses a race (a lost race costs a second write), and no shard is read.
     #[tokio::test]
     async fn concurrent_makes_of_one_recipe_do_not_race_for_a_shard() {
-        let config = emulator_config().await;
-        let table = unique_table();
-        let store = DynamoStore::new(&config, &table).unwrap();
-        store.create_table().await.unwrap();
-        let store = Arc::new(store);
-        let dyn_store: Arc<dyn RecipeStore> = store.clone();
-        seed(&dyn_store, "r1").await;
-        let version = dyn_store.recipe_for_make("r1", None).await.unwrap().version;
+        let t = Counted::new().await;
         const WAVES: i64 = 4;
         const IN_FLIGHT: i64 = 8;
-        let before = store.calls();
+        let before = t.store.calls();
         for wave in 0..WAVES {
-            let makes = (0..IN_FLIGHT).map(|j| {
-                let store = dyn_store.clone();
-                let n = wave * IN_FLIGHT + j;
-                async move {
-                    let make = NewMake {
-                        recipe_version: version,
-                        ..new_make("r1", &format!("make-{n}"), 10_000 + n)
-                    };
-                    store.record_make_on(make, DiffBasis::Latest).await
-                }
-            });
-            for outcome in futures::future::join_all(makes).await {
-                assert!(
-                    matches!(outcome, Ok(RecordOutcome::Recorded(_))),
-                    "{outcome:?}"
-                );
-            }
+            let first = wave * IN_FLIGHT;
+            t.record_together(&t.store, first..first + IN_FLIGHT).await;
         }
         // One write per make. Without a shard per make in flight, 8 makes over 16 shards
         // collide in most waves.
-        let spent = (store.calls() - before) as i64;
+        let spent = (t.store.calls() - before) as i64;
         assert_eq!(
             spent,
             WAVES * IN_FLIGHT,
@@ -1041,14 +1063,10 @@ mod dynamodb_only {
             WAVES * IN_FLIGHT
         );
         assert_stats_of(
-            &dyn_store.get_stats("r1").await.unwrap(),
+            &t.dyn_store.get_stats("r1").await.unwrap(),
             (WAVES * IN_FLIGHT) as u64,
         );
-        let _ = aws_sdk_dynamodb::Client::new(&config)
-            .delete_table()
-            .table_name(table)
-            .send()
-            .await;
+        t.finish().await;
     }
 
     /// A replica that has not seen a recipe's statistics shard writes it as new; when it exists,
@@ -1056,60 +1074,18 @@ mod dynamodb_only {
     /// nothing the other replica counted is lost.
     #[tokio::test]
     async fn a_cold_replica_learns_a_shard_from_its_failed_write() {
-        let config = emulator_config().await;
-        let table = unique_table();
-        let warm = DynamoStore::new(&config, &table).unwrap();
-        warm.create_table().await.unwrap();
-        let warm: Arc<dyn RecipeStore> = Arc::new(warm);
-        seed(&warm, "r1").await;
-        let version = warm.recipe_for_make("r1", None).await.unwrap().version;
+        let t = Counted::new().await;
         // Sixteen makes at once: every statistics shard of r1 exists afterwards.
-        let makes = (0..16).map(|n| {
-            let store = warm.clone();
-            async move {
-                let make = NewMake {
-                    recipe_version: version,
-                    ..new_make("r1", &format!("warm-{n}"), 10_000 + n)
-                };
-                store.record_make_on(make, DiffBasis::Latest).await
-            }
-        });
-        for outcome in futures::future::join_all(makes).await {
-            assert!(
-                matches!(outcome, Ok(RecordOutcome::Recorded(_))),
-                "{outcome:?}"
-            );
-        }
-
-        let cold = Arc::new(DynamoStore::new(&config, &table).unwrap());
-        let cold_dyn: Arc<dyn RecipeStore> = cold.clone();
+        t.record_together(&t.store, 0..16).await;
+        let cold = t.cold_replica();
         let before = cold.calls();
-        let make = NewMake {
-            recipe_version: version,
-            ..new_make("r1", "cold-1", 20_000)
-        };
-        let outcome = cold_dyn
-            .record_make_on(make, DiffBasis::Latest)
-            .await
-            .unwrap();
-        assert!(matches!(outcome, RecordOutcome::Recorded(_)));
+        t.record_together(&cold, 16..17).await;
         assert_eq!(cold.calls() - before, 2, "a refused write, then the write");
         let before = cold.calls();
-        let make = NewMake {
-            recipe_version: version,
-            ..new_make("r1", "cold-2", 20_001)
-        };
-        cold_dyn
-            .record_make_on(make, DiffBasis::Latest)
-            .await
-            .unwrap();
+        t.record_together(&cold, 17..18).await;
         assert_eq!(cold.calls() - before, 1, "the shard is warm now");
-        assert_stats_of(&cold_dyn.get_stats("r1").await.unwrap(), 18);
-        let _ = aws_sdk_dynamodb::Client::new(&config)
-            .delete_table()
-            .table_name(table)
-            .send()
-            .await;
+        assert_stats_of(&cold.get_stats("r1").await.unwrap(), 18);
+        t.finish().await;
     }
 
     #[tokio::test]

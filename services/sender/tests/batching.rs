@@ -7,9 +7,12 @@ mod support;
 
 use message_queue::OutgoingMessage;
 use pipeline_job::JobKind;
+use sender::config::Settings;
+use sender::stats::StatsSnapshot;
 use std::time::Duration;
 use support::{
-    CountingQueue, Pipeline, delaying_proxy, eventually, recipe_json, spawn_sender_with_queue,
+    CallCounter, CountingQueue, Pipeline, QueueCalls, RunningSender, delaying_proxy, eventually,
+    recipe_json, spawn_sender_with_queue,
 };
 
 /// Writes `count` recipe files and queues their jobs in one call, before any sender runs.
@@ -29,6 +32,33 @@ async fn queue_recipes(p: &Pipeline, prefix: &str, count: usize) {
     p.queue.send_batch(messages).await.expect("send jobs");
 }
 
+/// A sender with `settings` on its own handle of the queue, counting its queue calls.
+async fn start_counted(p: &Pipeline, settings: Settings) -> (RunningSender, CallCounter) {
+    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
+    (spawn_sender_with_queue(settings, queue).await, calls)
+}
+
+/// Waits until the sender has processed `jobs` recipes, stops it (which waits for the last
+/// deletes, so the counts are final) and returns its statistics and queue calls.
+async fn finish_counted(
+    sender: RunningSender,
+    calls: CallCounter,
+    jobs: u64,
+) -> (StatsSnapshot, QueueCalls) {
+    let stats = sender.stats.clone();
+    eventually("every job is processed", || async {
+        (stats.snapshot().recipes_processed >= jobs).then_some(())
+    })
+    .await;
+    stop_counted(sender, calls).await
+}
+
+async fn stop_counted(sender: RunningSender, calls: CallCounter) -> (StatsSnapshot, QueueCalls) {
+    let stats = sender.stats.clone();
+    sender.stop().await.expect("sender stops cleanly");
+    (stats.snapshot(), calls.snapshot())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quick_jobs_share_receives_and_deletes() {
     const JOBS: u64 = 100;
@@ -37,18 +67,8 @@ async fn quick_jobs_share_receives_and_deletes() {
     queue_recipes(&p, "q", JOBS as usize).await;
     let mut settings = p.settings(cmp.addr);
     settings.concurrency = 10;
-    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
-    let sender = spawn_sender_with_queue(settings, queue).await;
-    let stats = sender.stats.clone();
-
-    eventually("every job is processed", || async {
-        (stats.snapshot().recipes_processed >= JOBS).then_some(())
-    })
-    .await;
-    sender.stop().await.expect("sender stops cleanly");
-    // Stopping waited for the last deletes, so the counts are final.
-    let c = calls.snapshot();
-    let s = stats.snapshot();
+    let (sender, calls) = start_counted(&p, settings).await;
+    let (s, c) = finish_counted(sender, calls, JOBS).await;
 
     // Exactly once: one delivery per job, each deleted after it was accepted.
     assert_eq!((s.received, s.recipes_processed), (JOBS, JOBS), "{s:?}");
@@ -91,17 +111,8 @@ async fn a_busy_sender_receives_several_jobs_per_call() {
     // Deletes one by one, so jobs free their slots one at a time rather than in groups (as
     // batched deletes would): only the receive linger then gathers slots for a full receive.
     settings.delete_linger = Duration::ZERO;
-    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
-    let sender = spawn_sender_with_queue(settings, queue).await;
-    let stats = sender.stats.clone();
-
-    eventually("every job is processed", || async {
-        (stats.snapshot().recipes_processed >= JOBS).then_some(())
-    })
-    .await;
-    sender.stop().await.expect("sender stops cleanly");
-    let c = calls.snapshot();
-    let s = stats.snapshot();
+    let (sender, calls) = start_counted(&p, settings).await;
+    let (s, c) = finish_counted(sender, calls, JOBS).await;
     assert_eq!((s.received, s.recipes_processed), (JOBS, JOBS), "{s:?}");
     assert_eq!((c.received, c.deleted), (JOBS, JOBS), "{c:?}");
     // About one receive per 10 jobs; receiving for whatever slot was free at the moment makes
@@ -129,23 +140,14 @@ async fn a_sender_with_a_backlog_receives_full_batches() {
     let mut settings = p.settings(proxy);
     settings.concurrency = 10;
     settings.rpc_timeout = Duration::from_secs(30);
-    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
-    let sender = spawn_sender_with_queue(settings, queue).await;
-    let stats = sender.stats.clone();
+    let (sender, calls) = start_counted(&p, settings).await;
     // The first ten jobs come 150 ms apart (three receive lingers), so they finish apart.
     for i in 0..STAGGERED {
         queue_recipes(&p, &format!("a{i}-"), 1).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     queue_recipes(&p, "b", BACKLOG as usize).await;
-
-    eventually("every job is processed", || async {
-        (stats.snapshot().recipes_processed >= JOBS).then_some(())
-    })
-    .await;
-    sender.stop().await.expect("sender stops cleanly");
-    let c = calls.snapshot();
-    let s = stats.snapshot();
+    let (s, c) = finish_counted(sender, calls, JOBS).await;
     assert_eq!((s.received, s.recipes_processed), (JOBS, JOBS), "{s:?}");
     assert_eq!((s.stale, s.retried, s.duplicates), (0, 0, 0), "{s:?}");
     assert_eq!((c.received, c.deleted), (JOBS, JOBS), "{c:?}");
@@ -172,18 +174,13 @@ async fn prefetched_jobs_are_handed_back_at_shutdown() {
     settings.rpc_timeout = Duration::from_secs(30);
     // Long enough for the working job to finish: only the waiting one is handed back.
     settings.shutdown_grace = Duration::from_secs(20);
-    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
-    let sender = spawn_sender_with_queue(settings, queue).await;
-    let stats = sender.stats.clone();
-
+    let (sender, calls) = start_counted(&p, settings).await;
     // One job works (for about 4 s through the proxy); one more is prefetched.
     eventually("two jobs are received", || async {
-        (stats.snapshot().received == 2).then_some(())
+        (sender.snapshot().received == 2).then_some(())
     })
     .await;
-    sender.stop().await.expect("sender stops cleanly");
-    let c = calls.snapshot();
-    let s = stats.snapshot();
+    let (s, c) = stop_counted(sender, calls).await;
     assert_eq!(s.received, 2, "{s:?}");
     assert_eq!(
         s.recipes_processed, 1,
@@ -210,15 +207,8 @@ async fn jobs_done_within_half_their_visibility_cost_no_extend_call() {
     let mut settings = p.settings(proxy);
     settings.visibility = Duration::from_secs(8);
     settings.rpc_timeout = Duration::from_secs(30);
-    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
-    let sender = spawn_sender_with_queue(settings, queue).await;
-
-    eventually("the jobs are processed", || async {
-        (sender.snapshot().recipes_processed == 3).then_some(())
-    })
-    .await;
-    sender.stop().await.expect("sender stops cleanly");
-    let c = calls.snapshot();
+    let (sender, calls) = start_counted(&p, settings).await;
+    let (_, c) = finish_counted(sender, calls, 3).await;
     assert_eq!((c.received, c.deleted), (3, 3), "{c:?}");
     assert_eq!(c.extend_calls(), 0, "{c:?}");
     cmp.stop().await;
@@ -234,17 +224,8 @@ async fn slow_jobs_have_their_leases_extended_together_and_are_delivered_once() 
     let mut settings = p.settings(proxy);
     settings.visibility = Duration::from_secs(1);
     settings.rpc_timeout = Duration::from_secs(30);
-    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
-    let sender = spawn_sender_with_queue(settings, queue).await;
-    let stats = sender.stats.clone();
-
-    eventually("the slow jobs are done", || async {
-        (stats.snapshot().recipes_processed == 3).then_some(())
-    })
-    .await;
-    sender.stop().await.expect("sender stops cleanly");
-    let c = calls.snapshot();
-    let s = stats.snapshot();
+    let (sender, calls) = start_counted(&p, settings).await;
+    let (s, c) = finish_counted(sender, calls, 3).await;
     // Not redelivered while worked on, even though each job outlived its first lease 3 times.
     assert_eq!(s.received, 3, "{s:?}");
     assert_eq!((s.stale, s.retried, s.duplicates), (0, 0, 0), "{s:?}");
@@ -276,19 +257,10 @@ async fn shutdown_sends_the_pending_deletes_before_returning() {
     let mut settings = p.settings(cmp.addr);
     // Far longer than the job: its delete is still lingering when the sender is stopped.
     settings.delete_linger = Duration::from_secs(1);
-    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
-    let sender = spawn_sender_with_queue(settings, queue).await;
-    let stats = sender.stats.clone();
-
+    let (sender, calls) = start_counted(&p, settings).await;
     // Counted as processed just before its delete is handed to the batcher.
-    eventually("the job is accepted", || async {
-        (stats.snapshot().recipes_processed == 1).then_some(())
-    })
-    .await;
-    sender.stop().await.expect("sender stops cleanly");
-    let c = calls.snapshot();
+    let (s, c) = finish_counted(sender, calls, 1).await;
     assert_eq!((c.delete_batch, c.deleted), (1, 1), "{c:?}");
-    let s = stats.snapshot();
     assert_eq!((s.released_at_shutdown, s.stale), (0, 0), "{s:?}");
     cmp.stop().await;
 }
@@ -305,15 +277,8 @@ async fn waiting_for_a_delete_does_not_hold_a_slot() {
     let mut settings = p.settings(cmp.addr);
     settings.concurrency = 1;
     settings.delete_linger = Duration::from_millis(500);
-    let (queue, calls) = CountingQueue::open(&p.queue_url).await;
-    let sender = spawn_sender_with_queue(settings, queue).await;
-    let stats = sender.stats.clone();
-    eventually("every job is processed", || async {
-        (stats.snapshot().recipes_processed >= JOBS).then_some(())
-    })
-    .await;
-    sender.stop().await.expect("sender stops cleanly");
-    let c = calls.snapshot();
+    let (sender, calls) = start_counted(&p, settings).await;
+    let (_, c) = finish_counted(sender, calls, JOBS).await;
     assert_eq!((c.received, c.deleted), (JOBS, JOBS), "{c:?}");
     assert!(
         c.delete_batch <= JOBS / 3,
