@@ -20,17 +20,14 @@ use crate::{
     Receipt, ReceiptKind, Result,
 };
 use async_trait::async_trait;
-use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use embedded_sqlite::{Ctx, Schema, SqliteError, Target, VersionIn, apply_schema, begin_write};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// The schema version this code writes and understands (kept in `mq_meta`).
-const SCHEMA_VERSION: i64 = 1;
 /// How long a statement waits for another process's lock before giving up with `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a long poll looks for messages that other processes sent or that became visible.
@@ -68,6 +65,13 @@ CREATE TABLE IF NOT EXISTS mq_dead_letters (
 CREATE INDEX IF NOT EXISTS mq_dead_letters_by_queue ON mq_dead_letters (queue, seq);
 ";
 
+/// The tables this code writes and understands; the version is kept in `mq_meta`.
+const SCHEMA: Schema = Schema {
+    what: "the queue tables",
+    version_in: VersionIn::MetaTable("mq_meta"),
+    migrations: &[SCHEMA_V1],
+};
+
 /// The embedded queue's receipt: the row and the token of the receive that issued it.
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteReceipt {
@@ -85,12 +89,6 @@ pub struct SqliteQueue {
     max_receive_count: u32,
     /// Wakes long polls of this instance when it sends.
     sent: Arc<Notify>,
-}
-
-#[derive(Debug, PartialEq)]
-enum Target {
-    Memory,
-    File(PathBuf),
 }
 
 #[derive(Debug, PartialEq)]
@@ -295,102 +293,19 @@ impl SqliteQueue {
 }
 
 fn open_connection(target: &Target) -> Result<Connection> {
-    let mut conn = match target {
-        Target::Memory => Connection::open_in_memory().ctx("opening in-memory database")?,
-        Target::File(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    QueueError::NotReady(format!("cannot create directory {}: {e}", dir.display()))
-                })?;
-            }
-            Connection::open(path).map_err(|e| {
-                QueueError::NotReady(format!(
-                    "cannot open sqlite database {}: {e}",
-                    path.display()
-                ))
-            })?
-        }
-    };
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .ctx("setting busy_timeout")?;
-    // WAL lets one process read while another writes. An in-memory database answers "memory".
-    let _mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .ctx("enabling WAL")?;
-    // A sent message must survive a power cut once `send_batch` returned.
-    conn.pragma_update(None, "synchronous", "FULL")
-        .ctx("setting synchronous")?;
-    apply_schema(&mut conn)?;
+    let mut conn = embedded_sqlite::open(target, BUSY_TIMEOUT)?;
+    apply_schema(&mut conn, &SCHEMA)?;
     Ok(conn)
 }
 
-/// Brings the schema to [`SCHEMA_VERSION`]; a no-op when it is there already.
-fn apply_schema(conn: &mut Connection) -> Result<()> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .ctx("starting schema transaction")?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS mq_meta (
-             key   TEXT NOT NULL PRIMARY KEY,
-             value TEXT NOT NULL
-         ) WITHOUT ROWID;",
-    )
-    .ctx("creating mq_meta")?;
-    let stored: Option<String> = tx
-        .query_row(
-            "SELECT value FROM mq_meta WHERE key = 'schema_version'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()
-        .ctx("reading schema version")?;
-    let version = match stored {
-        None => 0,
-        Some(v) => v.parse::<i64>().map_err(|_| {
-            QueueError::NotReady(format!(
-                "the queue schema version {v:?} in mq_meta is not a number; the file is damaged"
-            ))
-        })?,
-    };
-    if version > SCHEMA_VERSION {
-        return Err(QueueError::NotReady(format!(
-            "the queue tables have schema version {version}, newer than this program's \
-             {SCHEMA_VERSION}; upgrade the program"
-        )));
+impl From<SqliteError> for QueueError {
+    fn from(e: SqliteError) -> Self {
+        match e {
+            SqliteError::NotReady(m) => QueueError::NotReady(m),
+            SqliteError::Busy(m) => QueueError::Unavailable(m),
+            SqliteError::Failed(m) => QueueError::Internal(m),
+        }
     }
-    if version < 1 {
-        tx.execute_batch(SCHEMA_V1).ctx("creating schema v1")?;
-    }
-    if version < SCHEMA_VERSION {
-        tx.execute(
-            "INSERT INTO mq_meta (key, value) VALUES ('schema_version', ?1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [SCHEMA_VERSION.to_string()],
-        )
-        .ctx("recording schema version")?;
-    }
-    tx.commit().ctx("committing schema")
-}
-
-/// Maps rusqlite errors: lock contention is worth retrying, anything else is a failure.
-trait Ctx<T> {
-    fn ctx(self, what: &str) -> Result<T>;
-}
-
-impl<T> Ctx<T> for rusqlite::Result<T> {
-    fn ctx(self, what: &str) -> Result<T> {
-        self.map_err(|e| match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                QueueError::Unavailable(format!("sqlite {what}: database is busy: {e}"))
-            }
-            _ => QueueError::Internal(format!("sqlite {what}: {e}")),
-        })
-    }
-}
-
-fn begin_write(conn: &mut Connection) -> Result<Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-        .ctx("starting write transaction")
 }
 
 fn attributes_json(attributes: &BTreeMap<String, String>) -> Result<String> {
@@ -426,7 +341,7 @@ fn send_in(conn: &mut Connection, queue: &str, messages: &[OutgoingMessage]) -> 
                 .ctx("inserting message")?;
         }
     }
-    tx.commit().ctx("committing send")
+    Ok(tx.commit().ctx("committing send")?)
 }
 
 /// A message row as `receive` reads it.
@@ -693,12 +608,13 @@ impl MessageQueue for SqliteQueue {
         let r = self.own(receipt)?.clone();
         let changed = self
             .with_conn(move |conn| {
-                conn.execute(
-                    "UPDATE mq_messages SET visible_at_ms = ?3, receipt = NULL
-                     WHERE seq = ?1 AND receipt = ?2",
-                    params![r.seq, r.token, now_ms().saturating_add(millis(delay))],
-                )
-                .ctx("releasing message")
+                Ok(conn
+                    .execute(
+                        "UPDATE mq_messages SET visible_at_ms = ?3, receipt = NULL
+                         WHERE seq = ?1 AND receipt = ?2",
+                        params![r.seq, r.token, now_ms().saturating_add(millis(delay))],
+                    )
+                    .ctx("releasing message")?)
             })
             .await?;
         if changed == 0 {
@@ -739,7 +655,7 @@ impl MessageQueue for SqliteQueue {
             };
             // Copy and delete in one transaction: the message is in exactly one place.
             move_to_dead_letters(&tx, &queue, &c, &c.attributes, &reason, now_ms())?;
-            tx.commit().ctx("committing dead letter")
+            Ok(tx.commit().ctx("committing dead letter")?)
         })
         .await
     }
@@ -755,19 +671,20 @@ impl MessageQueue for SqliteQueue {
                          FROM mq_dead_letters WHERE queue = ?1 ORDER BY seq LIMIT ?2",
                     )
                     .ctx("preparing dead-letter listing")?;
-                stmt.query_map(params![queue, limit], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, i64>(4)?,
-                        row.get::<_, u32>(5)?,
-                    ))
-                })
-                .ctx("listing dead letters")?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .ctx("listing dead letters")
+                let listed = stmt
+                    .query_map(params![queue, limit], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, String>(3)?,
+                            row.get::<_, i64>(4)?,
+                            row.get::<_, u32>(5)?,
+                        ))
+                    })
+                    .ctx("listing dead letters")?
+                    .collect::<rusqlite::Result<Vec<_>>>();
+                Ok(listed.ctx("listing dead letters")?)
             })
             .await?;
         rows.into_iter()
@@ -792,13 +709,14 @@ impl MessageQueue for SqliteQueue {
     async fn approximate_depth(&self) -> Result<u64> {
         let queue = self.queue.clone();
         self.with_conn(move |conn| {
-            conn.query_row(
-                "SELECT COUNT(*) FROM mq_messages WHERE queue = ?1 AND visible_at_ms <= ?2",
-                params![queue, now_ms()],
-                |row| row.get::<_, i64>(0),
-            )
-            .ctx("counting visible messages")
-            .map(|n| u64::try_from(n).unwrap_or(0))
+            let n = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM mq_messages WHERE queue = ?1 AND visible_at_ms <= ?2",
+                    params![queue, now_ms()],
+                    |row| row.get::<_, i64>(0),
+                )
+                .ctx("counting visible messages")?;
+            Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
     }
@@ -857,6 +775,7 @@ mod tests {
             .with_conn(|c| {
                 c.query_row("PRAGMA journal_mode", [], |r| r.get(0))
                     .ctx("mode")
+                    .map_err(Into::into)
             })
             .await
             .unwrap();
@@ -867,6 +786,7 @@ mod tests {
                 [],
             )
             .ctx("bump")
+            .map_err(Into::into)
         })
         .await
         .unwrap();
@@ -890,6 +810,7 @@ mod tests {
                 [],
             )
             .ctx("damage")
+            .map_err(Into::into)
         })
         .await
         .unwrap();

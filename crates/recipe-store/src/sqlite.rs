@@ -16,18 +16,15 @@ use crate::{
     StoreError, StoredMake, StoredRecipe, WriteOptions, effective_page_size,
 };
 use async_trait::async_trait;
+use embedded_sqlite::{Ctx, Schema, SqliteError, Target, VersionIn, apply_schema, begin_write};
 use recipe_diff::RecipeStats;
 use recipe_model::Recipe;
-use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The schema version this code writes and understands.
-const SCHEMA_VERSION: i64 = 1;
 /// How long a statement waits for another process's lock before giving up with `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -76,6 +73,13 @@ CREATE TABLE IF NOT EXISTS recipe_stats (
 ) WITHOUT ROWID;
 ";
 
+/// The tables this code writes and understands; the version is kept in `PRAGMA user_version`.
+const SCHEMA: Schema = Schema {
+    what: "the recipe store's tables",
+    version_in: VersionIn::UserVersion,
+    migrations: &[SCHEMA_V1],
+};
+
 const TOKEN_RECIPES: &str = "sqlite.recipes";
 const TOKEN_MAKES: &str = "sqlite.makes";
 
@@ -102,11 +106,6 @@ struct MakesPosition {
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     location: String,
-}
-
-enum Target {
-    Memory,
-    File(PathBuf),
 }
 
 impl SqliteStore {
@@ -170,88 +169,30 @@ fn parse_url(url: &str) -> Result<Target> {
 }
 
 fn open_connection(target: &Target) -> Result<Connection> {
-    let mut conn = match target {
-        Target::Memory => Connection::open_in_memory().ctx("opening in-memory database")?,
-        Target::File(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::NotReady(format!("cannot create directory {}: {e}", dir.display()))
-                })?;
-            }
-            Connection::open(path).map_err(|e| {
-                StoreError::NotReady(format!(
-                    "cannot open sqlite database {}: {e}",
-                    path.display()
-                ))
-            })?
-        }
-    };
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .ctx("setting busy_timeout")?;
-    // WAL lets readers in other processes work while a write is in progress. An in-memory
-    // database answers "memory" and stays that way, which is fine.
-    let _mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .ctx("enabling WAL")?;
-    conn.pragma_update(None, "foreign_keys", true)
-        .ctx("enabling foreign keys")?;
-    apply_schema(&mut conn)?;
+    let mut conn = embedded_sqlite::open(target, BUSY_TIMEOUT)?;
+    apply_schema(&mut conn, &SCHEMA)?;
     Ok(conn)
 }
 
-/// Brings the schema to [`SCHEMA_VERSION`]; a no-op when it is there already.
-fn apply_schema(conn: &mut Connection) -> Result<()> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .ctx("starting schema transaction")?;
-    let version: i64 = tx
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .ctx("reading schema version")?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::NotReady(format!(
-            "the database has schema version {version}, newer than this program's \
-             {SCHEMA_VERSION}; upgrade the program"
-        )));
+impl From<SqliteError> for StoreError {
+    fn from(e: SqliteError) -> Self {
+        match e {
+            SqliteError::NotReady(m) => StoreError::NotReady(m),
+            SqliteError::Busy(m) => StoreError::Unavailable(m),
+            SqliteError::Failed(m) => StoreError::Internal(m),
+        }
     }
-    if version < 1 {
-        tx.execute_batch(SCHEMA_V1).ctx("creating schema v1")?;
-    }
-    if version < SCHEMA_VERSION {
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .ctx("recording schema version")?;
-    }
-    tx.commit().ctx("committing schema")
-}
-
-/// Maps rusqlite errors: lock contention is worth retrying, anything else is a failure.
-trait Ctx<T> {
-    fn ctx(self, what: &str) -> Result<T>;
-}
-
-impl<T> Ctx<T> for rusqlite::Result<T> {
-    fn ctx(self, what: &str) -> Result<T> {
-        self.map_err(|e| match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                StoreError::Unavailable(format!("sqlite {what}: database is busy: {e}"))
-            }
-            _ => StoreError::Internal(format!("sqlite {what}: {e}")),
-        })
-    }
-}
-
-fn begin_write(conn: &mut Connection) -> Result<Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-        .ctx("starting write transaction")
 }
 
 fn latest_version(tx: &Transaction<'_>, recipe_id: &str) -> Result<Option<u32>> {
-    tx.query_row(
-        "SELECT latest_version FROM recipe_heads WHERE recipe_id = ?1",
-        [recipe_id],
-        |row| row.get(0),
-    )
-    .optional()
-    .ctx("reading recipe head")
+    Ok(tx
+        .query_row(
+            "SELECT latest_version FROM recipe_heads WHERE recipe_id = ?1",
+            [recipe_id],
+            |row| row.get(0),
+        )
+        .optional()
+        .ctx("reading recipe head")?)
 }
 
 fn load_version(conn: &Connection, recipe_id: &str, version: u32) -> Result<Option<StoredRecipe>> {
@@ -605,8 +546,9 @@ impl RecipeStore for SqliteStore {
                         })
                     })
                     .ctx("listing recipes")?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
-                    .ctx("listing recipes")
+                Ok(rows
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .ctx("listing recipes")?)
             })
             .await?;
         let next_page_token = if page.len() > limit as usize {
@@ -744,8 +686,8 @@ impl RecipeStore for SqliteStore {
     async fn ping(&self) -> Result<()> {
         self.with_conn(|conn| {
             conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
-                .ctx("ping")
-                .map(|_| ())
+                .ctx("ping")?;
+            Ok(())
         })
         .await
     }
@@ -803,7 +745,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(version, SCHEMA.latest());
         assert_eq!(mode.to_lowercase(), "wal");
     }
 
@@ -828,7 +770,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("future.db");
         let conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        conn.pragma_update(None, "user_version", SCHEMA.latest() + 1)
             .unwrap();
         drop(conn);
         let err = SqliteStore::open(&format!("sqlite://{}", path.display()))

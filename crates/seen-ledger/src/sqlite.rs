@@ -17,15 +17,12 @@ use crate::common::{
 };
 use crate::{LedgerError, ObjectVersion, Result, SeenLedger};
 use async_trait::async_trait;
-use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use embedded_sqlite::{Ctx, Schema, SqliteError, Target, VersionIn, apply_schema, begin_write};
+use rusqlite::{Connection, TransactionBehavior, params};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The schema version this code writes and understands (kept in `sl_meta`).
-const SCHEMA_VERSION: i64 = 1;
 /// How long a statement waits for another process's lock before giving up with `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -49,6 +46,13 @@ CREATE TABLE IF NOT EXISTS sl_markers (
     PRIMARY KEY (scope, name)
 ) WITHOUT ROWID;
 ";
+
+/// The tables this code writes and understands; the version is kept in `sl_meta`.
+const SCHEMA: Schema = Schema {
+    what: "the ledger tables",
+    version_in: VersionIn::MetaTable("sl_meta"),
+    migrations: &[SCHEMA_V1],
+};
 
 /// Claims the row unless it holds this ETag as `sent`, or as `claimed` by another owner whose
 /// lease is live. `changes()` is 1 when the claim was taken, 0 when it was refused.
@@ -80,12 +84,6 @@ pub struct SqliteLedger {
     conn: Arc<Mutex<Connection>>,
     scope: String,
     location: String,
-}
-
-#[derive(Debug, PartialEq)]
-enum Target {
-    Memory,
-    File(PathBuf),
 }
 
 fn parse_url(url: &str) -> Result<Target> {
@@ -167,101 +165,19 @@ impl SqliteLedger {
 }
 
 fn open_connection(target: &Target) -> Result<Connection> {
-    let mut conn = match target {
-        Target::Memory => Connection::open_in_memory().ctx("opening in-memory database")?,
-        Target::File(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    LedgerError::NotReady(format!("cannot create directory {}: {e}", dir.display()))
-                })?;
-            }
-            Connection::open(path).map_err(|e| {
-                LedgerError::NotReady(format!(
-                    "cannot open sqlite database {}: {e}",
-                    path.display()
-                ))
-            })?
-        }
-    };
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .ctx("setting busy_timeout")?;
-    // WAL lets a replica read (`settled`) while another writes. In memory the answer is
-    // "memory".
-    let _mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .ctx("enabling WAL")?;
-    // A version marked sent must stay sent after a power cut, or its job is sent again.
-    conn.pragma_update(None, "synchronous", "FULL")
-        .ctx("setting synchronous")?;
-    apply_schema(&mut conn)?;
+    let mut conn = embedded_sqlite::open(target, BUSY_TIMEOUT)?;
+    apply_schema(&mut conn, &SCHEMA)?;
     Ok(conn)
 }
 
-/// Brings the schema to [`SCHEMA_VERSION`]; a no-op when it is there already.
-fn apply_schema(conn: &mut Connection) -> Result<()> {
-    let tx = begin_write(conn)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS sl_meta (
-             key   TEXT NOT NULL PRIMARY KEY,
-             value TEXT NOT NULL
-         ) WITHOUT ROWID;",
-    )
-    .ctx("creating sl_meta")?;
-    let stored: Option<String> = tx
-        .query_row(
-            "SELECT value FROM sl_meta WHERE key = 'schema_version'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()
-        .ctx("reading schema version")?;
-    let version = match stored {
-        None => 0,
-        Some(v) => v.parse::<i64>().map_err(|_| {
-            LedgerError::NotReady(format!(
-                "the ledger schema version {v:?} in sl_meta is not a number; the file is damaged"
-            ))
-        })?,
-    };
-    if version > SCHEMA_VERSION {
-        return Err(LedgerError::NotReady(format!(
-            "the ledger tables have schema version {version}, newer than this program's \
-             {SCHEMA_VERSION}; upgrade the program"
-        )));
+impl From<SqliteError> for LedgerError {
+    fn from(e: SqliteError) -> Self {
+        match e {
+            SqliteError::NotReady(m) => LedgerError::NotReady(m),
+            SqliteError::Busy(m) => LedgerError::Unavailable(m),
+            SqliteError::Failed(m) => LedgerError::Internal(m),
+        }
     }
-    if version < 1 {
-        tx.execute_batch(SCHEMA_V1).ctx("creating schema v1")?;
-    }
-    if version < SCHEMA_VERSION {
-        tx.execute(
-            "INSERT INTO sl_meta (key, value) VALUES ('schema_version', ?1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [SCHEMA_VERSION.to_string()],
-        )
-        .ctx("recording schema version")?;
-    }
-    tx.commit().ctx("committing schema")
-}
-
-/// Maps rusqlite errors: lock contention is worth retrying, anything else is a failure.
-trait Ctx<T> {
-    fn ctx(self, what: &str) -> Result<T>;
-}
-
-impl<T> Ctx<T> for rusqlite::Result<T> {
-    fn ctx(self, what: &str) -> Result<T> {
-        self.map_err(|e| match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                LedgerError::Unavailable(format!("sqlite {what}: database is busy: {e}"))
-            }
-            _ => LedgerError::Internal(format!("sqlite {what}: {e}")),
-        })
-    }
-}
-
-fn begin_write(conn: &mut Connection) -> Result<Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-        .ctx("starting write transaction")
 }
 
 #[async_trait]
@@ -353,7 +269,7 @@ impl SeenLedger for SqliteLedger {
                         .ctx("marking sent")?;
                 }
             }
-            tx.commit().ctx("committing mark_sent")
+            Ok(tx.commit().ctx("committing mark_sent")?)
         })
         .await
     }
@@ -375,7 +291,7 @@ impl SeenLedger for SqliteLedger {
                         .ctx("releasing")?;
                 }
             }
-            tx.commit().ctx("committing release")
+            Ok(tx.commit().ctx("committing release")?)
         })
         .await
     }
@@ -477,6 +393,7 @@ mod tests {
                     [],
                 )
                 .ctx("bump")
+                .map_err(Into::into)
             })
             .await
             .unwrap();
@@ -507,6 +424,7 @@ mod tests {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .ctx("row")
+                .map_err(Into::into)
             })
             .await
             .unwrap();
