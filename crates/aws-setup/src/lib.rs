@@ -3,10 +3,12 @@
 //! Everything comes from the SDK's normal sources (environment, profile, EKS Pod Identity /
 //! IRSA web identity), including `AWS_ENDPOINT_URL` for emulators such as moto. The one thing
 //! added here is a default region, so that a local run against an emulator needs no AWS profile.
-//! [`TraceCalls`] gives every client a span per API call.
+//! [`TraceCalls`] gives every client a span per API call; [`dynamodb`] holds what the DynamoDB
+//! backends share about failed calls and retries.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+pub mod dynamodb;
 mod trace;
 pub use trace::TraceCalls;
 

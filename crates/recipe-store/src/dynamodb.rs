@@ -21,11 +21,10 @@ use crate::{
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
-use aws_sdk_dynamodb::error::{
-    BoxError, BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError,
-};
+use aws_sdk_dynamodb::error::{BoxError, BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -33,11 +32,11 @@ use aws_sdk_dynamodb::types::{
     IndexStatus, KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TransactWriteItem,
 };
+use aws_setup::dynamodb::{self, FailureKind, full_jitter};
 use recipe_diff::RecipeStats;
 use recipe_model::Recipe;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -51,6 +50,9 @@ pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 /// Attempts of one optimistic write (statistics revision, recipe head) before giving up with
 /// `Unavailable`.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 16;
+/// Between attempts of an optimistic write, a random wait up to 10 ms, 20 ms, 40 ms, …, 1 s.
+const RETRY_FIRST_WAIT: Duration = Duration::from_millis(10);
+const RETRY_MAX_WAIT: Duration = Duration::from_secs(1);
 /// How long `create_table` waits for the table and its index to become ACTIVE.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -170,27 +172,6 @@ fn build_error(e: BuildError) -> StoreError {
     StoreError::Internal(format!("building a DynamoDB request: {e}"))
 }
 
-/// A uniformly distributed number in [0, 1) from the standard library's random hasher keys.
-fn random_fraction() -> f64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Full-jitter exponential backoff: a random wait up to 10 ms, 20 ms, 40 ms, … capped at 1 s.
-async fn backoff(attempt: u32) {
-    let cap_ms = (10u64 << attempt.min(7)).min(1000) as f64;
-    tokio::time::sleep(Duration::from_micros(
-        (cap_ms * 1000.0 * random_fraction()) as u64 + 1000,
-    ))
-    .await;
-}
-
 /// What a `TransactWriteItems` call came to.
 enum TxOutcome {
     Committed,
@@ -290,7 +271,7 @@ impl DynamoStore {
     /// Waits before attempt `attempt + 1`; no wait after the last attempt.
     async fn pause_before_retry(&self, attempt: u32) {
         if attempt + 1 < self.max_attempts {
-            backoff(attempt).await;
+            tokio::time::sleep(full_jitter(RETRY_FIRST_WAIT, attempt, RETRY_MAX_WAIT)).await;
         }
     }
 
@@ -394,43 +375,19 @@ impl DynamoStore {
     }
 
     /// Maps an SDK error onto the store's error kinds.
-    fn sdk_error<E, R>(&self, op: &str, err: SdkError<E, R>) -> StoreError
+    fn sdk_error<E>(&self, op: &str, err: SdkError<E, HttpResponse>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         let table = &self.table;
-        let code = err.code().unwrap_or("").to_string();
-        let detail = DisplayErrorContext(&err).to_string();
-        if matches!(
-            err,
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
-        ) {
-            return StoreError::Unavailable(format!("DynamoDB {op} on {table}: {detail}"));
-        }
-        match code.as_str() {
-            "ResourceNotFoundException" => StoreError::NotReady(format!(
+        let failure = dynamodb::failure(op, table, &err);
+        match failure.kind {
+            FailureKind::Unavailable => StoreError::Unavailable(failure.message),
+            FailureKind::MissingTable => StoreError::NotReady(format!(
                 "table {table} does not exist; run `comparison migrate --store dynamodb://{table}`"
             )),
-            "ThrottlingException"
-            | "ProvisionedThroughputExceededException"
-            | "RequestLimitExceeded"
-            | "ServiceUnavailable"
-            | "ServiceUnavailableException"
-            | "InternalServerError"
-            | "InternalFailure"
-            | "LimitExceededException"
-            | "TransactionInProgressException" => {
-                StoreError::Unavailable(format!("DynamoDB {op} on {table} ({code}): {detail}"))
-            }
-            _ => StoreError::Internal(format!(
-                "DynamoDB {op} on {table} failed ({}): {detail}",
-                if code.is_empty() {
-                    "no error code"
-                } else {
-                    &code
-                }
-            )),
+            FailureKind::Denied => StoreError::NotReady(failure.message),
+            FailureKind::Invalid | FailureKind::Other => StoreError::Internal(failure.message),
         }
     }
 

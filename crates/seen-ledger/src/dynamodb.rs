@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -44,9 +44,9 @@ use aws_sdk_dynamodb::types::{
     KeysAndAttributes, Put, ReturnValue, ScalarAttributeType, TableDescription, TableStatus,
     TransactWriteItem, Update,
 };
+use aws_setup::dynamodb::{self, FailureKind, full_jitter};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -127,50 +127,13 @@ fn sdk_error<E>(op: &str, table: &str, err: SdkError<E, HttpResponse>) -> Ledger
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let code = err.code().unwrap_or("").to_string();
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    let detail = DisplayErrorContext(&err).to_string();
-    if matches!(
-        err,
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
-    ) {
-        return LedgerError::Unavailable(format!("DynamoDB {op} on {table}: {detail}"));
-    }
-    match code.as_str() {
-        "ResourceNotFoundException" => LedgerError::NotReady(setup_hint(table)),
-        "ThrottlingException"
-        | "ProvisionedThroughputExceededException"
-        | "RequestLimitExceeded"
-        | "ServiceUnavailable"
-        | "ServiceUnavailableException"
-        | "InternalServerError"
-        | "InternalFailure"
-        | "LimitExceededException"
-        | "TransactionInProgressException"
-        | "TransactionConflictException" => {
-            LedgerError::Unavailable(format!("DynamoDB {op} on {table} ({code}): {detail}"))
-        }
-        "AccessDeniedException"
-        | "UnrecognizedClientException"
-        | "MissingAuthenticationTokenException" => LedgerError::NotReady(format!(
-            "DynamoDB {op} on {table} ({code}): check the AWS credentials and the IAM \
-             permissions on the table: {detail}"
-        )),
-        "ValidationException" => {
-            LedgerError::Invalid(format!("DynamoDB {op} on {table} ({code}): {detail}"))
-        }
-        _ if status.is_some_and(|s| s >= 500) => LedgerError::Unavailable(format!(
-            "DynamoDB {op} on {table} (HTTP {}): {detail}",
-            status.unwrap_or_default()
-        )),
-        _ => LedgerError::Internal(format!(
-            "DynamoDB {op} on {table} failed ({}): {detail}",
-            if code.is_empty() {
-                "no error code"
-            } else {
-                &code
-            }
-        )),
+    let failure = dynamodb::failure(op, table, &err);
+    match failure.kind {
+        FailureKind::Unavailable => LedgerError::Unavailable(failure.message),
+        FailureKind::MissingTable => LedgerError::NotReady(setup_hint(table)),
+        FailureKind::Denied => LedgerError::NotReady(failure.message),
+        FailureKind::Invalid => LedgerError::Invalid(failure.message),
+        FailureKind::Other => LedgerError::Internal(failure.message),
     }
 }
 
@@ -212,25 +175,11 @@ fn values(pairs: Vec<(&str, AttributeValue)>) -> HashMap<String, AttributeValue>
     pairs.into_iter().map(|(p, v)| (p.to_string(), v)).collect()
 }
 
-/// A uniformly distributed number in [0, 1) from the standard library's random hasher keys.
-fn random_fraction() -> f64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Full-jitter exponential backoff: a random wait up to 20 ms, 40 ms, 80 ms, … capped at 1 s.
+/// Waits before trying a conflicting or throttled write again: a random wait up to 20 ms,
+/// 40 ms, 80 ms, … capped at 1 s.
 async fn backoff(attempt: u32) {
-    let cap_ms = (20u64 << attempt.min(6)).min(1000) as f64;
-    tokio::time::sleep(Duration::from_micros(
-        (cap_ms * 1000.0 * random_fraction()) as u64 + 1000,
-    ))
-    .await;
+    let wait = full_jitter(Duration::from_millis(20), attempt, Duration::from_secs(1));
+    tokio::time::sleep(wait).await;
 }
 
 /// One conditional write of one item, which can travel in a transaction or on its own.
