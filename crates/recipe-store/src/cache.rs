@@ -77,18 +77,21 @@ impl ReadCache {
     pub fn claim_shard(&self, recipe_id: &str, preferred: u8, count: u8) -> ShardClaim<'_> {
         let count = count.max(1);
         let mut busy = lock(&self.busy);
-        let writers = busy
-            .entry(recipe_id.to_string())
-            .or_insert_with(|| vec![0; usize::from(count)]);
+        let writers = busy.entry(recipe_id.to_string()).or_default();
+        if writers.len() < usize::from(count) {
+            writers.resize(usize::from(count), 0);
+        }
         let free: Vec<u8> = (0..count)
             .map(|i| ((u16::from(preferred) + u16::from(i)) % u16::from(count)) as u8)
             .filter(|shard| writers[usize::from(*shard)] == 0)
             .collect();
         let shard = {
             let cached = lock(&self.shards);
-            free.iter()
-                .copied()
-                .find(|shard| cached.contains(&(recipe_id.to_string(), *shard)))
+            let mut key = (recipe_id.to_string(), 0);
+            free.iter().copied().find(|shard| {
+                key.1 = *shard;
+                cached.contains(&key)
+            })
         }
         .or_else(|| free.first().copied())
         .unwrap_or(preferred % count);

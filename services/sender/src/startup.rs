@@ -212,6 +212,22 @@ impl Application {
                     held.push(p);
                     continue;
                 }
+                if waiting(held.len()) > 0 {
+                    // Prefetched jobs keep every slot busy, so nothing idles while the loop
+                    // waits for room. Every change in what waits frees room too (a job that
+                    // ends gives back both), so this wakes whenever it must look again; the
+                    // linger then starts afresh. (A timer here would spin with a zero linger.)
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break 'receiving,
+                        permit = intake.clone().acquire_owned() => match permit {
+                            Ok(p) => held.push(p),
+                            Err(_) => break,
+                        },
+                    }
+                    linger.as_mut().reset(Instant::now() + s.receive_linger);
+                    continue;
+                }
                 tokio::select! {
                     biased;
                     () = &mut shutdown => break 'receiving,
@@ -219,12 +235,7 @@ impl Application {
                         Ok(p) => held.push(p),
                         Err(_) => break,
                     },
-                    () = &mut linger => {
-                        if waiting(held.len()) == 0 {
-                            break;
-                        }
-                        linger.as_mut().reset(Instant::now() + s.receive_linger);
-                    }
+                    () = &mut linger => break,
                 }
             }
             // A job failing during the long poll opens the breaker: stop polling then, or the
