@@ -121,6 +121,12 @@ impl Schema {
 pub fn apply_schema(conn: &mut Connection, schema: &Schema) -> Result<()> {
     let tx = begin_write(conn)?;
     let version = stored_version(&tx, schema)?;
+    if version < 0 {
+        return Err(SqliteError::NotReady(format!(
+            "{} have schema version {version}; the file is damaged",
+            schema.what
+        )));
+    }
     let latest = schema.latest();
     if version > latest {
         return Err(SqliteError::NotReady(format!(
@@ -255,6 +261,21 @@ mod tests {
             matches!(&err, SqliteError::NotReady(m) if m.contains("damaged")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_negative_user_version_is_not_ready_and_left_alone() {
+        let mut conn = open(&Target::Memory, Duration::from_secs(1)).unwrap();
+        conn.pragma_update(None, "user_version", -3).unwrap();
+        let err = apply_schema(&mut conn, &schema(VersionIn::UserVersion, &[V1])).unwrap_err();
+        assert!(
+            matches!(&err, SqliteError::NotReady(m) if m.contains("damaged")),
+            "{err:?}"
+        );
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, -3);
     }
 
     #[test]
